@@ -1,0 +1,48 @@
+# Native (no Docker) workflow. The docker compose path is in the README.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WORKERS ?= 1
+REQUIREMENTS := requirements-dev.txt common/requirements.txt api/requirements.txt worker/requirements.txt notification/requirements.txt
+
+.PHONY: help venv run stop scale ps logs clean test test-unit test-integration lint
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: $(REQUIREMENTS)
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	@touch $@
+
+venv: $(VENV)/.installed ## create the virtualenv and install everything
+
+run: venv ## start the whole system natively (WORKERS=N workers); returns when it is ready
+	@tools/stack.sh run $(WORKERS)
+
+scale: ## set the number of workers: make scale WORKERS=5
+	@tools/stack.sh scale $(WORKERS)
+
+stop: ## stop every service started by make run (data is kept)
+	@tools/stack.sh stop
+
+ps: ## show the services and their state
+	@tools/stack.sh ps
+
+logs: ## follow the logs (make logs SERVICE=worker for one service)
+	@tools/stack.sh logs $(SERVICE)
+
+clean: venv ## stop, and delete stored images, job records, queues and logs
+	@tools/stack.sh clean
+
+test: venv ## run every test against real services (starts what it needs)
+	@$(PY) -m pytest; status=$$?; if [ $$status -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$status
+
+test-unit: venv ## only the fast unit and static tests
+	@$(PY) -m pytest tests/unit tests/static
+
+lint: venv ## hadolint the Dockerfiles and check the compose file
+	@$(PY) -m pytest tests/static

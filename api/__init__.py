@@ -1,0 +1,1 @@
+"""The upload API: accepts images and operations, queues jobs, reports their status."""

@@ -1,0 +1,30 @@
+"""The upload API: `uvicorn api.main:app`."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.dependencies import Services
+from api.limits import UploadSizeLimit
+from api.routes import health, jobs
+from common.logs import configure_logging
+from common.settings import settings
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    configure_logging(settings, "api")
+    app.state.services = Services.create(settings)
+    yield
+    app.state.services.close()
+
+
+app = FastAPI(
+    title="imgpipe",
+    summary="Upload images with a list of operations; workers resize, watermark and filter them.",
+    lifespan=lifespan,
+)
+app.add_middleware(UploadSizeLimit, max_file_bytes=settings.max_upload_bytes)
+app.include_router(jobs.router)
+app.include_router(health.router)

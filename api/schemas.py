@@ -1,0 +1,43 @@
+"""Response bodies of the API."""
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from common.jobs import JobStatus, OriginalInfo, Timings
+from common.messages import OutputFormat, ResultInfo
+from common.operations import Operation
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: JobStatus
+    operations: list[Operation]
+    output_format: OutputFormat | None
+    quality: int
+    status_url: str
+    result_url: str
+
+
+class ResultWithUrl(ResultInfo):
+    download_url: str
+
+
+class JobStatusResponse(BaseModel):
+    job_id: str
+    status: JobStatus
+    operations: list[Operation]
+    output_format: OutputFormat | None
+    quality: int
+    callback_url: str | None
+    original: OriginalInfo
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    worker: str | None
+    next_attempt_at: datetime | None
+    result: ResultWithUrl | None
+    error: str | None
+    error_reason: str | None
+    timings: Timings

@@ -1,0 +1,1 @@
+"""What every service shares: settings, AMQP topology and helpers, message schemas, storage."""

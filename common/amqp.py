@@ -1,0 +1,315 @@
+"""RabbitMQ connections: a confirming publisher and a reconnecting consumer.
+
+The consumer keeps AMQP I/O on one thread and runs the handler on another, so heartbeats keep
+flowing while a large image is processed; the handler's verdict goes back to the I/O thread with
+`add_callback_threadsafe`. Connection losses are retried with a capped backoff that resets after a
+good run; a channel closed by the broker (a topology mismatch, a missing queue) and refused
+credentials are configuration errors and stop the consumer instead of looping.
+"""
+
+import enum
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pika
+from pika.adapters.blocking_connection import BlockingChannel
+from pika.exceptions import (
+    AMQPChannelError,
+    AMQPConnectionError,
+    AMQPError,
+    ProbableAccessDeniedError,
+    ProbableAuthenticationError,
+    UnroutableError,
+)
+from pika.spec import Basic, BasicProperties
+
+from common.settings import Settings
+from common.topology import declare_topology
+
+logger = logging.getLogger(__name__)
+
+PERSISTENT = pika.DeliveryMode.Persistent
+
+
+def connection_parameters(settings: Settings, name: str) -> pika.ConnectionParameters:
+    return pika.ConnectionParameters(
+        host=settings.rabbitmq_host,
+        port=settings.rabbitmq_port,
+        virtual_host=settings.rabbitmq_vhost,
+        credentials=pika.PlainCredentials(settings.rabbitmq_user, settings.rabbitmq_password),
+        heartbeat=settings.rabbitmq_heartbeat_s,
+        blocked_connection_timeout=30,
+        socket_timeout=5,
+        stack_timeout=10,
+        connection_attempts=1,
+        client_properties={"connection_name": name},
+    )
+
+
+class PublishFailed(Exception):
+    """The broker did not confirm a message after every attempt."""
+
+
+class Publisher:
+    """Publishes persistent messages with publisher confirms, on a connection of its own.
+
+    Reconnects on demand and tries a bounded number of times. Safe to share between threads.
+    """
+
+    def __init__(self, settings: Settings, name: str) -> None:
+        self._settings = settings
+        self._name = name
+        self._lock = threading.Lock()
+        self._connection: pika.BlockingConnection | None = None
+        self._channel = None
+
+    def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        *,
+        message_id: str | None = None,
+        headers: dict | None = None,
+        content_type: str = "application/json",
+    ) -> None:
+        properties = BasicProperties(
+            content_type=content_type,
+            delivery_mode=PERSISTENT,
+            message_id=message_id,
+            headers=headers,
+            timestamp=int(time.time()),
+            app_id=self._name,
+        )
+        attempts = self._settings.publish_attempts
+        last_error: Exception | None = None
+        with self._lock:
+            for attempt in range(1, attempts + 1):
+                try:
+                    channel = self._ensure_channel()
+                    channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
+                    return
+                except UnroutableError as exc:
+                    # The message reached no queue: the topology is redeclared on reconnect.
+                    last_error = exc
+                    self._close()
+                except (AMQPError, OSError) as exc:
+                    last_error = exc
+                    self._close()
+                if attempt < attempts:
+                    time.sleep(min(0.2 * 2 ** (attempt - 1), 2.0))
+        raise PublishFailed(
+            f"broker did not confirm {exchange}/{routing_key} after {attempts} attempts: "
+            f"{type(last_error).__name__}: {last_error}"
+        )
+
+    def is_reachable(self) -> bool:
+        with self._lock:
+            try:
+                self._ensure_channel()
+                self._connection.process_data_events(time_limit=0)
+                return True
+            except (AMQPError, OSError):
+                self._close()
+                return False
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _ensure_channel(self):
+        if self._connection is None or not self._connection.is_open or not self._channel.is_open:
+            self._close()
+            self._connection = pika.BlockingConnection(connection_parameters(self._settings, self._name))
+            channel = self._connection.channel()
+            declare_topology(channel, self._settings)
+            channel.confirm_delivery()
+            self._channel = channel
+        return self._channel
+
+    def _close(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and connection.is_open:
+            try:
+                connection.close()
+            except (AMQPError, OSError):
+                pass
+
+
+class Outcome(enum.Enum):
+    ACK = "ack"
+    DEAD_LETTER = "dead-letter"  # nack without requeue: the queue's dead-letter exchange takes it
+    REQUEUE = "requeue"
+
+
+@dataclass
+class Delivery:
+    body: bytes
+    properties: BasicProperties
+    delivery_tag: int
+    redelivered: bool
+    routing_key: str
+    channel: BlockingChannel = field(repr=False)
+
+    @property
+    def headers(self) -> dict:
+        return self.properties.headers or {}
+
+
+Handler = Callable[[Delivery], Outcome]
+
+
+class _Backoff:
+    def __init__(self, initial: float = 0.5, cap: float = 30.0) -> None:
+        self.initial, self.cap, self.current = initial, cap, initial
+
+    def next_delay(self) -> float:
+        delay, self.current = self.current, min(self.current * 2, self.cap)
+        return delay
+
+    def reset(self) -> None:
+        self.current = self.initial
+
+
+class Consumer:
+    """Consumes one queue, handing each message to `handler` on a worker thread.
+
+    `stop()` (e.g. from a SIGTERM handler) cancels the subscription, hands back messages that
+    were prefetched but not started, lets the running one finish for up to
+    `settings.shutdown_grace_s`, then closes the connection; anything still unacked then goes back
+    to the queue for another consumer.
+    """
+
+    def __init__(self, settings: Settings, queue_name: str, handler: Handler, name: str) -> None:
+        self._settings = settings
+        self._queue_name = queue_name
+        self._handler = handler
+        self._name = name
+        self._stopping = threading.Event()
+        self._finished = False
+        self._cond = threading.Condition()
+        self._pending: deque[Delivery] = deque()
+        self._current: Delivery | None = None
+        self._worker = threading.Thread(target=self._work, name=f"{name}-handler", daemon=True)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def run(self) -> None:
+        self._worker.start()
+        backoff = _Backoff()
+        try:
+            while not self._stopping.is_set():
+                started = time.monotonic()
+                try:
+                    self._consume_until_stopped()
+                except (ProbableAuthenticationError, ProbableAccessDeniedError, AMQPChannelError):
+                    logger.exception("%s: broker refused us; not retrying", self._name)
+                    raise
+                except (AMQPError, OSError) as exc:
+                    if time.monotonic() - started > 60:
+                        backoff.reset()
+                    delay = backoff.next_delay()
+                    logger.warning(
+                        "%s: lost the broker (%s: %s); reconnecting in %.1fs",
+                        self._name, type(exc).__name__, exc, delay,
+                    )
+                    self._stopping.wait(delay)
+        finally:
+            with self._cond:
+                self._finished = True
+                self._cond.notify_all()
+        logger.info("%s: stopped", self._name)
+
+    def _consume_until_stopped(self) -> None:
+        connection = pika.BlockingConnection(connection_parameters(self._settings, self._name))
+        try:
+            channel = connection.channel()
+            declare_topology(channel, self._settings)
+            channel.basic_qos(prefetch_count=self._settings.prefetch_count)
+
+            def on_message(ch: BlockingChannel, method: Basic.Deliver, properties: BasicProperties, body: bytes) -> None:
+                delivery = Delivery(body, properties, method.delivery_tag, method.redelivered, method.routing_key, ch)
+                with self._cond:
+                    self._pending.append(delivery)
+                    self._cond.notify_all()
+
+            tag = channel.basic_consume(self._queue_name, on_message)
+            logger.info(
+                "%s: consuming %s (prefetch %d)", self._name, self._queue_name, self._settings.prefetch_count
+            )
+            while not self._stopping.is_set():
+                connection.process_data_events(time_limit=0.5)
+            self._drain(connection, channel, tag)
+        finally:
+            self._take_pending()  # unacked: the broker redelivers them once the connection is gone
+            if connection.is_open:
+                try:
+                    connection.close()
+                except (AMQPError, OSError):
+                    pass
+
+    def _drain(self, connection: pika.BlockingConnection, channel: BlockingChannel, tag: str) -> None:
+        channel.basic_cancel(tag)
+        for delivery in self._take_pending():
+            channel.basic_nack(delivery.delivery_tag, requeue=True)
+        deadline = time.monotonic() + self._settings.shutdown_grace_s
+        while self._current is not None and time.monotonic() < deadline:
+            connection.process_data_events(time_limit=0.2)
+        connection.process_data_events(time_limit=0)
+        if self._current is not None:
+            logger.warning(
+                "%s: job still running after %.0fs; handing it back to the queue",
+                self._name, self._settings.shutdown_grace_s,
+            )
+
+    def _take_pending(self) -> list[Delivery]:
+        with self._cond:
+            taken = list(self._pending)
+            self._pending.clear()
+            return taken
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._finished:
+                    self._cond.wait()
+                if not self._pending:
+                    return
+                delivery = self._current = self._pending.popleft()
+            try:
+                outcome = self._run_handler(delivery)
+                try:
+                    delivery.channel.connection.add_callback_threadsafe(
+                        lambda: _settle(delivery, outcome)
+                    )
+                except (AMQPError, OSError, AttributeError):
+                    logger.warning(
+                        "%s: connection gone before settling delivery %d; the broker will redeliver it",
+                        self._name, delivery.delivery_tag,
+                    )
+            finally:
+                with self._cond:
+                    self._current = None
+
+    def _run_handler(self, delivery: Delivery) -> Outcome:
+        try:
+            return self._handler(delivery)
+        except Exception:
+            logger.exception("%s: handler crashed; dead-lettering the message", self._name)
+            return Outcome.DEAD_LETTER
+
+
+def _settle(delivery: Delivery, outcome: Outcome) -> None:
+    """Runs on the I/O thread."""
+    channel = delivery.channel
+    if not channel.is_open:
+        return
+    if outcome is Outcome.ACK:
+        channel.basic_ack(delivery.delivery_tag)
+    else:
+        channel.basic_nack(delivery.delivery_tag, requeue=outcome is Outcome.REQUEUE)

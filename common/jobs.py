@@ -1,0 +1,122 @@
+"""Job records: the shared, durable state behind GET /status, kept as JSON objects in the bucket.
+
+The API writes a record when it accepts an upload; workers update it as the job runs. Every API
+replica reads the same record, and records survive restarts because they live in object storage.
+"""
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field, computed_field
+
+from common.messages import JobMessage, OutputFormat, ResultInfo, utcnow
+from common.operations import Operation
+from common.storage import ObjectMissing, ObjectStore
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    RETRYING = "retrying"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class OriginalInfo(BaseModel):
+    key: str
+    filename: str | None = None
+    content_type: str | None = None
+    format: str
+    width: int
+    height: int
+    bytes: int
+
+
+class Timings(BaseModel):
+    queue_wait_ms: float | None = None
+    processing_ms: float | None = None
+    total_ms: float | None = None
+
+
+def _ms(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round((end - start).total_seconds() * 1000, 1)
+
+
+class JobRecord(BaseModel):
+    job_id: str
+    status: JobStatus
+    operations: list[Operation]
+    output_format: OutputFormat | None = None
+    quality: int
+    callback_url: str | None = None
+    original: OriginalInfo
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    attempts: int = 0
+    worker: str | None = None
+    next_attempt_at: datetime | None = None
+    result: ResultInfo | None = None
+    error: str | None = None
+    error_reason: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def timings(self) -> Timings:
+        return Timings(
+            queue_wait_ms=_ms(self.created_at, self.started_at),
+            processing_ms=_ms(self.started_at, self.finished_at),
+            total_ms=_ms(self.created_at, self.finished_at),
+        )
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (JobStatus.COMPLETED, JobStatus.FAILED)
+
+    def to_message(self) -> JobMessage:
+        return JobMessage(
+            job_id=self.job_id,
+            original_key=self.original.key,
+            operations=self.operations,
+            output_format=self.output_format,
+            quality=self.quality,
+            callback_url=self.callback_url,
+            submitted_at=self.created_at,
+        )
+
+
+def original_key(job_id: str) -> str:
+    return f"originals/{job_id}"
+
+
+def result_key(job_id: str, output_format: str) -> str:
+    extension = {"jpeg": "jpg"}.get(output_format, output_format)
+    return f"results/{job_id}.{extension}"
+
+
+def _record_key(job_id: str) -> str:
+    return f"jobs/{job_id}.json"
+
+
+class JobStore:
+    def __init__(self, store: ObjectStore) -> None:
+        self._store = store
+
+    def get(self, job_id: str) -> JobRecord | None:
+        try:
+            data = self._store.get(_record_key(job_id))
+        except ObjectMissing:
+            return None
+        return JobRecord.model_validate_json(data)
+
+    def save(self, record: JobRecord) -> None:
+        self._store.put(
+            _record_key(record.job_id),
+            record.model_dump_json(exclude={"timings"}).encode(),
+            content_type="application/json",
+        )
+
+    def delete(self, job_id: str) -> None:
+        self._store.delete(_record_key(job_id))

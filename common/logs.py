@@ -1,0 +1,53 @@
+"""Logging for every service: one line per event, plain or JSON (LOG_JSON=true).
+
+Log calls about a job pass `extra={"job_id": ...}`; the JSON formatter makes it a field and the
+plain one prefixes it, so `grep <job_id>` follows a job through every service.
+"""
+
+import json
+import logging
+from datetime import datetime, timezone
+
+from common.settings import Settings
+
+
+class _PlainFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        job_id = getattr(record, "job_id", None)
+        record.job = f" job={job_id}" if job_id else ""
+        return super().format(record)
+
+
+class _JsonFormatter(logging.Formatter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "service": self.service,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        job_id = getattr(record, "job_id", None)
+        if job_id:
+            entry["job_id"] = job_id
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(settings: Settings, service: str) -> None:
+    handler = logging.StreamHandler()
+    if settings.log_json:
+        handler.setFormatter(_JsonFormatter(service))
+    else:
+        handler.setFormatter(
+            _PlainFormatter(f"%(asctime)s %(levelname)s {service}%(job)s %(name)s: %(message)s")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    logging.getLogger("pika").setLevel(logging.WARNING)

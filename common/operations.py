@@ -1,0 +1,212 @@
+"""The operations a job can ask for, declared once.
+
+Each operation is a pydantic model; the API validates requests with these models, the job message
+carries them, and the worker's processor registry is keyed by the same names. The text grammar is
+
+    resize,watermark
+    resize(width=800,height=600,fit=cover),watermark(text="Hello, world",position=tile)
+
+and a JSON array of objects with a "name" key is accepted too.
+"""
+
+import json
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+MAX_DIMENSION = 16384
+DEFAULT_BOX = 800
+
+
+class _Operation(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Parameter names the text grammar accepts for another one, e.g. filter(name=blur).
+    text_synonyms: ClassVar[dict[str, str]] = {}
+
+
+class Resize(_Operation):
+    """Fit the image to a box. Without width or height, the box is 800×800."""
+
+    name: Literal["resize"] = "resize"
+    width: int | None = Field(None, ge=1, le=MAX_DIMENSION)
+    height: int | None = Field(None, ge=1, le=MAX_DIMENSION)
+    fit: Literal["contain", "cover", "fill"] = "contain"
+    upscale: bool = False
+
+    @model_validator(mode="after")
+    def _default_box(self) -> "Resize":
+        if self.width is None and self.height is None:
+            object.__setattr__(self, "width", DEFAULT_BOX)
+            object.__setattr__(self, "height", DEFAULT_BOX)
+        if self.fit != "contain" and (self.width is None or self.height is None):
+            raise ValueError(f"fit={self.fit} needs both width and height")
+        return self
+
+
+WatermarkPosition = Literal["top-left", "top-right", "bottom-left", "bottom-right", "center", "tile"]
+
+
+class Watermark(_Operation):
+    """Draw text over the image; `size` is the text height as a fraction of the shorter side."""
+
+    name: Literal["watermark"] = "watermark"
+    text: str = Field("imgpipe", min_length=1, max_length=100)
+    position: WatermarkPosition = "bottom-right"
+    opacity: float = Field(0.5, gt=0, le=1)
+    size: float = Field(0.05, ge=0.01, le=0.5)
+
+
+FilterName = Literal[
+    "grayscale", "blur", "sharpen", "sepia", "edge_enhance", "contour", "emboss", "invert"
+]
+
+
+class Filter(_Operation):
+    """Apply one named filter; `radius` is for blur only (default 2)."""
+
+    text_synonyms: ClassVar[dict[str, str]] = {"name": "type"}
+
+    name: Literal["filter"] = "filter"
+    filter: FilterName = Field("grayscale", alias="type")
+    radius: float | None = Field(None, gt=0, le=100)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _radius_only_for_blur(self) -> "Filter":
+        if self.radius is not None and self.filter != "blur":
+            raise ValueError(f"radius applies to blur only, not {self.filter}")
+        return self
+
+
+Operation = Annotated[Resize | Watermark | Filter, Field(discriminator="name")]
+OPERATION_MODELS: dict[str, type[_Operation]] = {
+    model.model_fields["name"].default: model for model in (Resize, Watermark, Filter)
+}
+_operation_list = TypeAdapter(list[Operation])
+
+
+class OperationsError(ValueError):
+    """A request's operations are malformed; the message names the problem and what is allowed."""
+
+
+def describe_allowed() -> str:
+    parts = []
+    for name, model in OPERATION_MODELS.items():
+        params = ", ".join(
+            (field.alias or key) for key, field in model.model_fields.items() if key != "name"
+        )
+        parts.append(f"{name}({params})")
+    return "; ".join(parts)
+
+
+def parse_operations(spec: str, max_operations: int) -> list[Resize | Watermark | Filter]:
+    """Parse the text grammar or a JSON array into validated operations, in order."""
+    spec = spec.strip()
+    if not spec:
+        raise OperationsError("no operations given; allowed: " + describe_allowed())
+    if spec.startswith("["):
+        try:
+            items = json.loads(spec)
+        except json.JSONDecodeError as exc:
+            raise OperationsError(f"operations is not valid JSON: {exc.msg} at {exc.pos}") from exc
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise OperationsError("a JSON operations list must be an array of objects")
+    else:
+        items = [_item_to_dict(item) for item in _split_top_level(spec, ",")]
+    if len(items) > max_operations:
+        raise OperationsError(f"{len(items)} operations given; at most {max_operations} allowed")
+    return [_validate(index, item) for index, item in enumerate(items, start=1)]
+
+
+def _validate(index: int, item: dict) -> Resize | Watermark | Filter:
+    name = item.get("name")
+    model = OPERATION_MODELS.get(name) if isinstance(name, str) else None
+    if model is None:
+        raise OperationsError(
+            f"operation {index}: unknown operation {name!r}; allowed: "
+            + ", ".join(sorted(OPERATION_MODELS))
+        )
+    try:
+        return model.model_validate(item)
+    except ValidationError as exc:
+        allowed = [(f.alias or k) for k, f in model.model_fields.items() if k != "name"]
+        problems = "; ".join(_describe_error(err) for err in exc.errors())
+        raise OperationsError(
+            f"operation {index} ({name}): {problems}; parameters allowed: {', '.join(allowed)}"
+        ) from exc
+
+
+def _describe_error(err: dict) -> str:
+    where = ".".join(str(part) for part in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"unknown parameter {where!r}"
+    message = err["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+def _item_to_dict(item: str) -> dict:
+    item = item.strip()
+    if not item:
+        raise OperationsError("empty operation in list (two commas in a row?)")
+    if "(" not in item:
+        return {"name": item}
+    if not item.endswith(")"):
+        raise OperationsError(f"operation {item!r}: missing closing parenthesis")
+    name, _, body = item[:-1].partition("(")
+    name = name.strip()
+    model = OPERATION_MODELS.get(name)
+    synonyms = model.text_synonyms if model else {}
+    params: dict[str, str] = {"name": name}
+    for pair in _split_top_level(body, ","):
+        if not pair.strip():
+            continue
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise OperationsError(f"operation {name!r}: expected key=value, got {pair!r}")
+        key = synonyms.get(key, key)
+        if key == "name":
+            raise OperationsError(f"operation {name!r}: 'name' is not one of its parameters")
+        params[key] = _unquote(value.strip())
+    return params
+
+
+def _split_top_level(text: str, separator: str) -> list[str]:
+    """Split on separator outside quotes and parentheses."""
+    parts, current, depth, quote = [], [], 0, ""
+    for char in text:
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == separator and depth == 0:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    if quote:
+        raise OperationsError(f"unterminated quote in {text!r}")
+    if depth != 0:
+        raise OperationsError(f"unbalanced parentheses in {text!r}")
+    parts.append("".join(current))
+    return parts
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1]
+    return value
+
+
+def dump_operations(operations: list) -> list[dict]:
+    return [op.model_dump(by_alias=True, exclude_none=True) for op in operations]
+
+
+def load_operations(data: list[dict]) -> list[Resize | Watermark | Filter]:
+    return _operation_list.validate_python(data)

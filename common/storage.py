@@ -1,0 +1,128 @@
+"""Object storage through the S3 API (MinIO under compose, SeaweedFS natively).
+
+Errors are translated into two kinds the services act on: `ObjectMissing` (a permanent problem
+with one key) and `StorageUnavailable` (the store cannot be reached or answered with an error;
+worth retrying later).
+"""
+
+import io
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+import urllib3
+from minio import Minio
+from minio.error import MinioException, S3Error
+
+from common.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_MISSING_CODES = {"NoSuchKey", "NoSuchObject"}
+
+
+class StorageError(Exception):
+    pass
+
+
+class ObjectMissing(StorageError):
+    pass
+
+
+class StorageUnavailable(StorageError):
+    pass
+
+
+def _client(endpoint: str, settings: Settings, http: urllib3.PoolManager | None) -> Minio:
+    # The region is given so that the client never asks the server for it: presigning then
+    # works offline, and against a public endpoint the services themselves cannot reach.
+    return Minio(
+        endpoint,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key,
+        secure=settings.s3_secure,
+        region=settings.s3_region,
+        http_client=http,
+    )
+
+
+class ObjectStore:
+    def __init__(self, settings: Settings) -> None:
+        self.bucket = settings.s3_bucket
+        self._expiry = timedelta(seconds=settings.presigned_url_expiry_s)
+        timeout = urllib3.Timeout(connect=min(3.0, settings.s3_timeout_s), read=settings.s3_timeout_s)
+        http = urllib3.PoolManager(
+            timeout=timeout,
+            maxsize=16,
+            retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504)),
+        )
+        self._client = _client(settings.s3_endpoint, settings, http)
+        self._presigner = _client(settings.s3_public_endpoint or settings.s3_endpoint, settings, None)
+
+    def ensure_bucket(self) -> None:
+        with _translated(self.bucket):
+            if not self._client.bucket_exists(self.bucket):
+                try:
+                    self._client.make_bucket(self.bucket)
+                    logger.info("created bucket %s", self.bucket)
+                except S3Error as exc:
+                    if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                        raise
+
+    def is_reachable(self) -> bool:
+        try:
+            with _translated(self.bucket):
+                return self._client.bucket_exists(self.bucket)
+        except StorageError:
+            return False
+
+    def put(self, key: str, data: bytes, content_type: str, metadata: dict | None = None) -> None:
+        with _translated(key):
+            self._client.put_object(
+                self.bucket, key, io.BytesIO(data), len(data),
+                content_type=content_type, metadata=metadata,
+            )
+
+    def put_file(self, key: str, stream, size: int, content_type: str, metadata: dict | None = None) -> None:
+        with _translated(key):
+            self._client.put_object(
+                self.bucket, key, stream, size, content_type=content_type, metadata=metadata
+            )
+
+    def get(self, key: str) -> bytes:
+        with _translated(key):
+            response = self._client.get_object(self.bucket, key)
+            try:
+                return response.read()
+            finally:
+                response.close()
+                response.release_conn()
+
+    def stream(self, key: str, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
+        with _translated(key):
+            response = self._client.get_object(self.bucket, key)
+        try:
+            yield from response.stream(chunk_size)
+        finally:
+            response.close()
+            response.release_conn()
+
+    def delete(self, key: str) -> None:
+        with _translated(key):
+            self._client.remove_object(self.bucket, key)
+
+    def presigned_url(self, key: str) -> str:
+        return self._presigner.presigned_get_object(self.bucket, key, expires=self._expiry)
+
+
+@contextmanager
+def _translated(key: str) -> Iterator[None]:
+    try:
+        yield
+    except S3Error as exc:
+        if exc.code in _MISSING_CODES:
+            raise ObjectMissing(f"object {key!r} does not exist") from exc
+        raise StorageUnavailable(f"object storage refused {key!r}: {exc.code}: {exc.message}") from exc
+    except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise StorageUnavailable(f"object storage unreachable for {key!r}: {exc}") from exc

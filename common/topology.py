@@ -1,0 +1,101 @@
+"""Every exchange, queue and binding the system uses, declared in one place.
+
+    api ──publish──▶ images.jobs (direct) ──"job"──▶ images.jobs.work ──▶ workers
+                                                        │ rejected / failed for good
+                                                        ▼
+                           images.dlx (fanout) ──▶ images.jobs.dead
+    workers, transient failure ──▶ images.retry (direct) ──"retry.<delay>"──▶ images.jobs.retry.<delay>
+                                   (message TTL, then dead-lettered back to images.jobs)
+    workers ──▶ images.events (topic) ──"job.*"──▶ images.notifications ──▶ notifier
+
+Declaring is idempotent: every service declares the whole topology when it connects, so whichever
+starts first creates it.
+"""
+
+from dataclasses import dataclass
+
+from pika.adapters.blocking_connection import BlockingChannel
+
+from common.settings import Settings
+
+JOBS_EXCHANGE = "images.jobs"
+JOBS_ROUTING_KEY = "job"
+WORK_QUEUE = "images.jobs.work"
+
+DEAD_LETTER_EXCHANGE = "images.dlx"
+DEAD_LETTER_QUEUE = "images.jobs.dead"
+
+RETRY_EXCHANGE = "images.retry"
+RETRY_QUEUE_PREFIX = "images.jobs.retry"
+
+EVENTS_EXCHANGE = "images.events"
+NOTIFICATIONS_QUEUE = "images.notifications"
+EVENT_COMPLETED = "job.completed"
+EVENT_FAILED = "job.failed"
+
+
+@dataclass(frozen=True)
+class RetryStep:
+    attempt: int
+    delay_ms: int
+
+    # Named by delay, not by attempt: a changed delay setting declares new queues instead of
+    # clashing with the arguments of existing ones.
+    @property
+    def queue(self) -> str:
+        return f"{RETRY_QUEUE_PREFIX}.{self.delay_ms}ms"
+
+    @property
+    def routing_key(self) -> str:
+        return f"retry.{self.delay_ms}ms"
+
+
+def retry_steps(settings: Settings) -> list[RetryStep]:
+    """One delay queue per retry, the delay doubling each time (1 s, 2 s, 4 s, ... by default).
+
+    Separate queues rather than per-message TTL on one queue: RabbitMQ only expires messages at
+    the head of a queue, so a long delay would hold back a short one behind it.
+    """
+    return [
+        RetryStep(attempt=n, delay_ms=settings.retry_base_delay_ms * 2 ** (n - 1))
+        for n in range(1, settings.max_attempts)
+    ]
+
+
+def _queue_arguments(settings: Settings, **extra: object) -> dict:
+    return {"x-queue-type": settings.queue_type, **extra}
+
+
+def declare_topology(channel: BlockingChannel, settings: Settings) -> None:
+    channel.exchange_declare(JOBS_EXCHANGE, "direct", durable=True)
+    channel.exchange_declare(DEAD_LETTER_EXCHANGE, "fanout", durable=True)
+    channel.exchange_declare(RETRY_EXCHANGE, "direct", durable=True)
+    channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True)
+
+    work_arguments = {"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE}
+    if settings.queue_type == "quorum":
+        # A message redelivered this often (a worker crashing on it each time) is dead-lettered.
+        work_arguments["x-delivery-limit"] = settings.max_attempts
+    channel.queue_declare(WORK_QUEUE, durable=True, arguments=_queue_arguments(settings, **work_arguments))
+    channel.queue_bind(WORK_QUEUE, JOBS_EXCHANGE, routing_key=JOBS_ROUTING_KEY)
+
+    channel.queue_declare(DEAD_LETTER_QUEUE, durable=True, arguments=_queue_arguments(settings))
+    channel.queue_bind(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE)
+
+    for step in retry_steps(settings):
+        channel.queue_declare(
+            step.queue,
+            durable=True,
+            arguments=_queue_arguments(
+                settings,
+                **{
+                    "x-message-ttl": step.delay_ms,
+                    "x-dead-letter-exchange": JOBS_EXCHANGE,
+                    "x-dead-letter-routing-key": JOBS_ROUTING_KEY,
+                },
+            ),
+        )
+        channel.queue_bind(step.queue, RETRY_EXCHANGE, routing_key=step.routing_key)
+
+    channel.queue_declare(NOTIFICATIONS_QUEUE, durable=True, arguments=_queue_arguments(settings))
+    channel.queue_bind(NOTIFICATIONS_QUEUE, EVENTS_EXCHANGE, routing_key="job.*")

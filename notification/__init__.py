@@ -1,0 +1,1 @@
+"""The notification service: consumes job events, logs them, calls the job's webhook if it has one."""

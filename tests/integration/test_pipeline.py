@@ -1,0 +1,213 @@
+"""Upload → RabbitMQ → workers → object storage → events, end to end on real services."""
+
+import hashlib
+import hmac
+import io
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.integration.conftest import System
+from tests.support.processes import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_upload_completes_with_resized_image_in_bucket(system: System, sample_jpg) -> None:
+    response = system.upload(sample_jpg, operations="resize(width=400,height=300,fit=cover),watermark")
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert accepted["status"] == "queued"
+    assert [op["name"] for op in accepted["operations"]] == ["resize", "watermark"]
+    assert accepted["status_url"].endswith(f"/status/{accepted['job_id']}")
+
+    status = system.wait_finished(accepted["job_id"])
+    assert status["status"] == "completed", status
+    result = status["result"]
+    assert (result["width"], result["height"], result["format"]) == (400, 300, "jpeg")
+    assert status["worker"] in ("worker-a", "worker-b")
+    assert status["attempts"] == 1
+    assert status["timings"]["total_ms"] >= status["timings"]["processing_ms"] > 0
+
+    downloaded = httpx.get(result["download_url"], timeout=10)
+    assert downloaded.status_code == 200
+    assert len(downloaded.content) == result["bytes"]
+    assert Image.open(io.BytesIO(downloaded.content)).size == (400, 300)
+
+    with system.http as client:
+        streamed = client.get(f"/result/{accepted['job_id']}")
+    assert streamed.status_code == 200
+    assert streamed.headers["content-type"] == "image/jpeg"
+    assert streamed.content == downloaded.content
+
+
+def test_seed_operations_resize_and_watermark_fit_default_box(system: System, sample_jpg) -> None:
+    response = system.upload(sample_jpg, operations="resize,watermark")
+    assert response.status_code == 202, response.text
+    status = system.wait_finished(response.json()["job_id"])
+    assert status["status"] == "completed", status
+    assert (status["result"]["width"], status["result"]["height"]) == (800, 600)
+
+
+def test_output_format_converts_and_png_alpha_survives(system: System) -> None:
+    from tests.support.processes import PROJECT_DIR
+
+    response = system.upload(PROJECT_DIR / "test_images" / "sample.png", operations="resize(width=200)", output_format="webp")
+    assert response.status_code == 202, response.text
+    status = system.wait_finished(response.json()["job_id"])
+    assert status["status"] == "completed", status
+    image = Image.open(io.BytesIO(httpx.get(status["result"]["download_url"]).content))
+    assert image.format == "WEBP"
+    assert image.size == (200, 150)
+    assert image.mode == "RGBA"
+
+
+def test_two_workers_both_take_jobs(system: System, sample_jpg) -> None:
+    job_ids = []
+    for _ in range(8):
+        response = system.upload(sample_jpg, operations="resize(width=300),filter(name=sharpen)")
+        assert response.status_code == 202, response.text
+        job_ids.append(response.json()["job_id"])
+    statuses = [system.wait_finished(job_id) for job_id in job_ids]
+    assert all(s["status"] == "completed" for s in statuses), statuses
+    assert {s["worker"] for s in statuses} == {"worker-a", "worker-b"}
+
+
+def test_corrupted_image_fails_and_is_dead_lettered(system: System, corrupted_jpg, sample_jpg) -> None:
+    dead_before = system.vhost.message_count("images.jobs.dead")
+    response = system.upload(corrupted_jpg, operations="resize")
+    assert response.status_code == 202, response.text
+    job_id = response.json()["job_id"]
+
+    status = system.wait_finished(job_id)
+    assert status["status"] == "failed"
+    assert status["error_reason"] == "truncated" or status["error_reason"] == "undecodable", status
+    assert "truncated" in status["error"] or "decode" in status["error"], status["error"]
+    assert status["result"] is None
+
+    wait_for(lambda: system.vhost.message_count("images.jobs.dead") == dead_before + 1, 10, "the dead letter")
+    dead = [
+        props for props, body in system.vhost.get_messages("images.jobs.dead", 100)
+        if json.loads(body).get("job_id") == job_id
+    ]
+    assert len(dead) == 1
+    assert dead[0].headers["x-failure-reason"] == status["error_reason"]
+    assert dead[0].headers["x-job-id"] == job_id
+
+    with system.http as client:
+        assert client.get(f"/result/{job_id}").status_code == 409
+
+    # Both workers are still consuming and the next job completes.
+    assert system.vhost.consumer_count("images.jobs.work") == 2
+    follow_up = system.upload(sample_jpg, operations="resize(width=100)")
+    assert system.wait_finished(follow_up.json()["job_id"])["status"] == "completed"
+
+
+def test_garbage_message_from_another_client_is_dead_lettered(system: System, sample_jpg) -> None:
+    dead_before = system.vhost.message_count("images.jobs.dead")
+    system.vhost.publish("images.jobs", "job", b"{not json", message_id="garbage-1")
+    wait_for(lambda: system.vhost.message_count("images.jobs.dead") == dead_before + 1, 15, "the dead letter")
+    dead = [p for p, _ in system.vhost.get_messages("images.jobs.dead", 100) if p.message_id == "garbage-1"]
+    assert dead[0].headers["x-failure-reason"] == "invalid_message"
+    assert system.vhost.message_count("images.jobs.work") == 0
+    assert all(system.services[w].running for w in ("worker-a", "worker-b"))
+
+
+def test_unknown_job_is_404(system: System) -> None:
+    with system.http as client:
+        for path in ("/status/0123456789abcdef0123456789abcdef", "/result/0123456789abcdef0123456789abcdef", "/status/../etc"):
+            response = client.get(path)
+            assert response.status_code == 404, path
+            assert "no job" in response.json()["detail"] or response.json()["detail"] == "Not Found"
+
+
+def test_unknown_operation_is_422_and_nothing_is_queued(system: System, sample_jpg) -> None:
+    before = system.vhost.message_count("images.jobs.work")
+    response = system.upload(sample_jpg, operations="resize,explode")
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert "unknown operation 'explode'" in detail
+    assert "filter, resize, watermark" in detail
+    assert system.vhost.message_count("images.jobs.work") == before
+
+
+@pytest.mark.parametrize(
+    ("form", "status_code", "fragment"),
+    [
+        ({"operations": "resize(width=0)"}, 422, "width"),
+        ({"operations": "resize(colour=red)"}, 422, "unknown parameter 'colour'"),
+        ({"operations": "filter(name=blur,radius=-1)"}, 422, "radius"),
+        ({"output_format": "gif"}, 422, "allowed: jpeg, png, webp"),
+        ({"callback_url": "ftp://example"}, 422, "callback_url"),
+    ],
+)
+def test_upload_rejects_bad_parameters(system: System, sample_jpg, form, status_code, fragment) -> None:
+    response = system.upload(sample_jpg, **form)
+    assert response.status_code == status_code, response.text
+    assert fragment in response.json()["detail"]
+
+
+def test_upload_rejects_non_image_and_empty_file(system: System, tmp_path) -> None:
+    text = tmp_path / "notes.jpg"
+    text.write_text("this is not an image")
+    response = system.upload(text)
+    assert response.status_code == 415
+    assert "not an image" in response.json()["detail"]
+
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    response = system.upload(empty)
+    assert response.status_code == 422
+    assert "empty" in response.json()["detail"]
+
+
+def test_status_is_readable_through_a_second_api_process(system: System, sample_jpg) -> None:
+    job_id = system.upload(sample_jpg, operations="resize(width=120)").json()["job_id"]
+    first = system.wait_finished(job_id)
+    second_api, second_url = system.start_api("api-2")
+    try:
+        response = httpx.get(f"{second_url}/status/{job_id}", timeout=10)
+        assert response.status_code == 200
+        second = response.json()
+        assert second["status"] == "completed"
+        assert second["result"]["key"] == first["result"]["key"]
+        assert second["worker"] == first["worker"]
+    finally:
+        second_api.stop()
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[tuple[dict, bytes]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((dict(self.headers), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_callback_url_gets_a_signed_completion_event(system: System, sample_jpg) -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/hook"
+        job_id = system.upload(sample_jpg, operations="resize(width=64)", callback_url=url).json()["job_id"]
+        assert system.wait_finished(job_id)["status"] == "completed"
+        headers, body = wait_for(
+            lambda: next((r for r in _Receiver.received if json.loads(r[1])["job_id"] == job_id), None),
+            20, "the webhook call",
+        )
+        event = json.loads(body)
+        assert event["event"] == "job.completed"
+        assert event["result"]["width"] == 64
+        expected = "sha256=" + hmac.new(b"test-webhook-secret", body, hashlib.sha256).hexdigest()
+        assert headers["X-Imgpipe-Signature"] == expected
+    finally:
+        server.shutdown()

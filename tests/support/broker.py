@@ -1,0 +1,82 @@
+"""A private virtual host on the real RabbitMQ, and reading its queues through the management API."""
+
+import uuid
+from urllib.parse import quote
+
+import httpx
+import pika
+
+from tests.support.processes import wait_for
+
+BROKER = {"host": "127.0.0.1", "port": 5672, "management_port": 15672, "user": "guest", "password": "guest"}
+
+
+class BrokerVhost:
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or f"imgpipe-test-{uuid.uuid4().hex[:8]}"
+        self._quoted = quote(self.name, safe="")
+        self.http = httpx.Client(
+            base_url=f"http://{BROKER['host']}:{BROKER['management_port']}/api",
+            auth=(BROKER["user"], BROKER["password"]),
+            timeout=10,
+        )
+
+    def create(self) -> "BrokerVhost":
+        self.http.put(f"/vhosts/{self._quoted}").raise_for_status()
+        self.http.put(
+            f"/permissions/{self._quoted}/{BROKER['user']}",
+            json={"configure": ".*", "write": ".*", "read": ".*"},
+        ).raise_for_status()
+        return self
+
+    def delete(self) -> None:
+        self.http.delete(f"/vhosts/{self._quoted}")
+        self.http.close()
+
+    def queue(self, name: str) -> dict:
+        return self.http.get(f"/queues/{self._quoted}/{quote(name, safe='')}").raise_for_status().json()
+
+    def message_count(self, name: str) -> int:
+        """Messages in a queue, read over AMQP (passive declare): exact, unlike the API's sampled stats."""
+        with self.connection() as connection:
+            return connection.channel().queue_declare(name, passive=True).method.message_count
+
+    def consumer_count(self, name: str) -> int:
+        with self.connection() as connection:
+            return connection.channel().queue_declare(name, passive=True).method.consumer_count
+
+    def get_messages(self, name: str, count: int = 10) -> list[tuple[pika.spec.BasicProperties, bytes]]:
+        """Reads messages without removing them (nacked back with requeue)."""
+        messages = []
+        with self.connection() as connection:
+            channel = connection.channel()
+            tags = []
+            for _ in range(count):
+                method, properties, body = channel.basic_get(name, auto_ack=False)
+                if method is None:
+                    break
+                tags.append(method.delivery_tag)
+                messages.append((properties, body))
+            if tags:
+                channel.basic_nack(tags[-1], multiple=True, requeue=True)
+        return messages
+
+    def publish(self, exchange: str, routing_key: str, body: bytes, **properties) -> None:
+        with self.connection() as connection:
+            channel = connection.channel()
+            channel.confirm_delivery()
+            channel.basic_publish(
+                exchange, routing_key, body,
+                pika.BasicProperties(delivery_mode=2, **properties), mandatory=True,
+            )
+
+    def connection(self) -> pika.BlockingConnection:
+        return pika.BlockingConnection(
+            pika.ConnectionParameters(
+                host=BROKER["host"], port=BROKER["port"], virtual_host=self.name,
+                credentials=pika.PlainCredentials(BROKER["user"], BROKER["password"]),
+            )
+        )
+
+    def wait_for_consumers(self, queue: str, count: int, timeout: float = 30) -> None:
+        wait_for(lambda: self.consumer_count(queue) >= count, timeout, f"{count} consumers on {queue}")

@@ -1,0 +1,1 @@
+"""The image worker: takes jobs off the queue, processes the image, stores the result."""

@@ -1,0 +1,38 @@
+"""Worker entry point: `python -m worker`."""
+
+import logging
+import signal
+
+from common.amqp import Consumer, Publisher
+from common.jobs import JobStore
+from common.logs import configure_logging
+from common.settings import settings
+from common.storage import ObjectStore
+from common.topology import WORK_QUEUE
+from worker.handler import JobHandler
+
+logger = logging.getLogger("worker")
+
+
+def main() -> None:
+    configure_logging(settings, "worker")
+    name = settings.instance_name
+    store = ObjectStore(settings)
+    publisher = Publisher(settings, f"worker {name} publisher")
+    handler = JobHandler(settings, store, JobStore(store), publisher, name)
+    consumer = Consumer(settings, WORK_QUEUE, handler, f"worker {name}")
+
+    def stop(signum: int, _frame: object) -> None:
+        logger.info("worker %s: %s received; finishing the current job", name, signal.Signals(signum).name)
+        consumer.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        consumer.run()
+    finally:
+        publisher.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""What a worker does with one job message.
+
+Failures fall in two classes:
+- permanent (undecodable or refused image, missing original, malformed message, attempts used
+  up): the job is marked `failed`, a `job.failed` event is published, and the message goes to the
+  dead-letter queue with the reason in its headers;
+- transient (storage or broker errors): the message is republished to a delay queue and comes
+  back after the delay; the job shows `retrying`, its attempt count and the next try.
+
+The message is acked only once its outcome is durable: result stored, record written and event
+published, or the copy in the retry or dead-letter queue confirmed by the broker.
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from pydantic import ValidationError
+
+from common.amqp import Delivery, Outcome, PublishFailed, Publisher
+from common.jobs import JobRecord, JobStatus, JobStore, result_key
+from common.messages import JobEvent, JobMessage, ResultInfo, utcnow
+from common.settings import Settings
+from common.storage import ObjectMissing, ObjectStore, StorageUnavailable
+from common.topology import (
+    DEAD_LETTER_EXCHANGE,
+    EVENT_COMPLETED,
+    EVENT_FAILED,
+    EVENTS_EXCHANGE,
+    RETRY_EXCHANGE,
+    retry_steps,
+)
+from worker.pipeline import ImageRejected, process_image
+
+logger = logging.getLogger(__name__)
+
+ATTEMPT_HEADER = "x-attempt"
+
+
+@dataclass
+class PermanentFailure(Exception):
+    reason: str
+    error: str
+
+    def __str__(self) -> str:
+        return self.error
+
+
+class JobHandler:
+    def __init__(
+        self, settings: Settings, store: ObjectStore, jobs: JobStore, publisher: Publisher, worker_name: str
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._jobs = jobs
+        self._publisher = publisher
+        self._worker = worker_name
+        self._retry_steps = retry_steps(settings)
+
+    def __call__(self, delivery: Delivery) -> Outcome:
+        try:
+            message = JobMessage.model_validate_json(delivery.body)
+        except ValidationError as exc:
+            error = f"not a valid job message: {_summarise(exc)}"
+            logger.error("dead-lettering an invalid message (%s)", error)
+            return self._dead_letter(delivery, None, "invalid_message", error, attempts=1)
+
+        job_id = message.job_id
+        log = {"extra": {"job_id": job_id}}
+        record: JobRecord | None = None
+        attempt = int(delivery.headers.get(ATTEMPT_HEADER, 0)) + 1
+        try:
+            record = self._jobs.get(job_id)
+            if record is None:
+                raise PermanentFailure("unknown_job", f"no job record for {job_id}")
+            if record.status is JobStatus.COMPLETED:
+                logger.info("already completed; publishing its event again and acking", **log)
+                self._publish_event(record)
+                return Outcome.ACK
+            attempt = max(attempt, record.attempts + 1)
+            if attempt > self._settings.max_attempts:
+                raise PermanentFailure(
+                    "attempts_exhausted",
+                    f"gave up after {record.attempts} attempts; last error: {record.error or 'none recorded'}",
+                )
+            self._run(message, record, attempt)
+            return Outcome.ACK
+        except PermanentFailure as failure:
+            logger.warning("job failed for good: %s (%s)", failure.error, failure.reason, **log)
+            self._record_failure(record, failure)
+            return self._dead_letter(delivery, job_id, failure.reason, failure.error, attempt)
+        except (StorageUnavailable, PublishFailed) as exc:
+            return self._retry_later(delivery, job_id, record, attempt, exc)
+
+    def _run(self, message: JobMessage, record: JobRecord, attempt: int) -> None:
+        log = {"extra": {"job_id": record.job_id}}
+        record.status = JobStatus.PROCESSING
+        record.started_at = utcnow()
+        record.attempts = attempt
+        record.worker = self._worker
+        record.next_attempt_at = None
+        self._jobs.save(record)
+        logger.info("processing (attempt %d) %s", attempt, _describe(message), **log)
+
+        try:
+            original = self._store.get(message.original_key)
+        except ObjectMissing as exc:
+            raise PermanentFailure("original_missing", str(exc)) from exc
+        try:
+            processed = process_image(
+                original,
+                message.operations,
+                message.output_format,
+                message.quality,
+                self._settings.max_image_pixels,
+            )
+        except ImageRejected as exc:
+            raise PermanentFailure(exc.reason, str(exc)) from exc
+
+        key = result_key(record.job_id, processed.format)
+        self._store.put(key, processed.data, content_type=processed.content_type)
+        record.result = ResultInfo(
+            key=key,
+            width=processed.width,
+            height=processed.height,
+            bytes=len(processed.data),
+            format=processed.format,
+            content_type=processed.content_type,
+        )
+        record.status = JobStatus.COMPLETED
+        record.finished_at = utcnow()
+        record.error = record.error_reason = None
+        self._jobs.save(record)
+        self._publish_event(record)
+        logger.info(
+            "completed: %dx%d %s, %d bytes in %.0f ms",
+            processed.width, processed.height, processed.format, len(processed.data),
+            record.timings.processing_ms or 0, **log,
+        )
+
+    def _retry_later(
+        self, delivery: Delivery, job_id: str, record: JobRecord | None, attempt: int, exc: Exception
+    ) -> Outcome:
+        log = {"extra": {"job_id": job_id}}
+        error = f"{type(exc).__name__}: {exc}"
+        if attempt >= self._settings.max_attempts:
+            failure = PermanentFailure("attempts_exhausted", f"gave up after {attempt} attempts; last error: {error}")
+            logger.warning("%s", failure.error, **log)
+            self._record_failure(record, failure)
+            return self._dead_letter(delivery, job_id, failure.reason, failure.error, attempt)
+
+        step = self._retry_steps[attempt - 1]
+        headers = {**delivery.headers, ATTEMPT_HEADER: attempt, "x-last-error": error[:500]}
+        try:
+            self._publisher.publish(
+                RETRY_EXCHANGE, step.routing_key, delivery.body,
+                message_id=delivery.properties.message_id, headers=headers,
+            )
+        except PublishFailed:
+            logger.warning("could not schedule a retry; handing the message back", **log)
+            return Outcome.REQUEUE
+        logger.warning("attempt %d failed (%s); retrying in %d ms", attempt, error, step.delay_ms, **log)
+        if record is not None:
+            record.status = JobStatus.RETRYING
+            record.error = error
+            record.next_attempt_at = utcnow() + timedelta(milliseconds=step.delay_ms)
+            self._save_quietly(record)
+        return Outcome.ACK
+
+    def _record_failure(self, record: JobRecord | None, failure: PermanentFailure) -> None:
+        if record is None:
+            return
+        record.status = JobStatus.FAILED
+        record.finished_at = utcnow()
+        record.worker = self._worker
+        record.error = failure.error
+        record.error_reason = failure.reason
+        record.next_attempt_at = None
+        self._save_quietly(record)
+        try:
+            self._publish_event(record)
+        except PublishFailed:
+            logger.exception("could not publish job.failed", extra={"job_id": record.job_id})
+
+    def _dead_letter(
+        self, delivery: Delivery, job_id: str | None, reason: str, error: str, attempts: int
+    ) -> Outcome:
+        headers = {
+            **delivery.headers,
+            "x-failure-reason": reason,
+            "x-failure-error": error[:1000],
+            "x-attempts": attempts,
+            "x-failed-at": utcnow().isoformat(),
+            "x-worker": self._worker,
+        }
+        if job_id:
+            headers["x-job-id"] = job_id
+        try:
+            self._publisher.publish(
+                DEAD_LETTER_EXCHANGE, "", delivery.body,
+                message_id=delivery.properties.message_id, headers=headers,
+                content_type=delivery.properties.content_type or "application/octet-stream",
+            )
+        except PublishFailed:
+            # The work queue's own dead-letter exchange still takes it, without our headers.
+            return Outcome.DEAD_LETTER
+        return Outcome.ACK
+
+    def _publish_event(self, record: JobRecord) -> None:
+        completed = record.status is JobStatus.COMPLETED
+        event = JobEvent(
+            event=EVENT_COMPLETED if completed else EVENT_FAILED,
+            job_id=record.job_id,
+            status="completed" if completed else "failed",
+            worker=record.worker,
+            attempts=record.attempts,
+            result=record.result if completed else None,
+            error=None if completed else record.error,
+            callback_url=record.callback_url,
+        )
+        self._publisher.publish(
+            EVENTS_EXCHANGE, event.event, event.model_dump_json().encode(), message_id=record.job_id
+        )
+
+    def _save_quietly(self, record: JobRecord) -> None:
+        try:
+            self._jobs.save(record)
+        except StorageUnavailable:
+            logger.exception("could not write the job record", extra={"job_id": record.job_id})
+
+
+def _describe(message: JobMessage) -> str:
+    return ",".join(op.name for op in message.operations)
+
+
+def _summarise(exc: ValidationError) -> str:
+    problems = [
+        f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:3]
+    ]
+    return "; ".join(problems)
