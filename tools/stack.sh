@@ -121,8 +121,11 @@ MSG
 cmd_stop() {
   if supervisor_running; then
     say "stopping the services (workers finish their current job first)"
+    local pid
+    pid="$(cat "$RUN_DIR/supervisord.pid" 2>/dev/null || true)"
     ctl shutdown >/dev/null
-    for _ in $(seq 1 240); do [ -S "$RUN_DIR/supervisor.sock" ] || break; supervisor_running || break; sleep 0.25; done
+    # supervisord exits once every service has stopped (workers may take up to stopwaitsecs).
+    while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.25; done
   else
     say "nothing running"
   fi
@@ -150,7 +153,12 @@ case "${1:-}" in
   scale)
     supervisor_running || { echo "error: not running; use 'make run WORKERS=${2:-1}'" >&2; exit 1; }
     scale_workers "${2:?usage: stack.sh scale N}" ;;
-  ps) if supervisor_running; then ctl status || true; else say "nothing running"; fi ;;
+  ps)
+    if supervisor_running; then
+      ctl status | grep -v "Not started" || true
+    else
+      say "nothing running"
+    fi ;;
   logs)
     shopt -s nullglob
     files=("$RUN_DIR"/logs/"${2:-}"*.log)
