@@ -113,7 +113,7 @@ cmd_run() {
 ==> ready
     API            http://localhost:$API_PORT  (docs: http://localhost:$API_PORT/docs)
     RabbitMQ       http://localhost:$RABBITMQ_MANAGEMENT_PORT  (guest/guest)
-    Object store   S3 API on http://localhost:$S3_PORT
+    Object store   S3 API on http://localhost:$S3_PORT  (browse: http://localhost:$((S3_PORT + 1002))/buckets/)
     Logs           make logs   (files in $RUN_DIR/logs)
 MSG
 }
