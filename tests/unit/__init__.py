@@ -1,0 +1,1 @@
+"""Unit tests. A package so that test_pipeline.py does not clash with tests/integration's."""

@@ -1,0 +1,312 @@
+import random
+import struct
+import zlib
+from io import BytesIO
+
+import pytest
+from PIL import ExifTags, Image, ImageCms, JpegImagePlugin
+
+from common.operations import Filter, Resize, Watermark
+from worker.pipeline import ImageRejected, ProcessedImage, process_image
+from worker.processors import apply
+
+from .imaging import make_photo, mean_difference
+
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+RED = (255, 0, 0)
+
+
+def encode(image: Image.Image, format_: str, **options) -> bytes:
+    buffer = BytesIO()
+    image.save(buffer, format_, **options)
+    return buffer.getvalue()
+
+
+def run(data: bytes, operations=(), output_format=None, quality=85, max_pixels=50_000_000):
+    return process_image(data, list(operations), output_format, quality, max_pixels)
+
+
+def decode(result: ProcessedImage) -> Image.Image:
+    image = Image.open(BytesIO(result.data))
+    image.load()
+    return image
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims width×height; its pixel data is that of a 1×1 image."""
+    data = bytearray(encode(Image.new("L", (1, 1)), "PNG"))
+    struct.pack_into(">II", data, 16, width, height)  # after signature, length and b"IHDR"
+    struct.pack_into(">I", data, 29, zlib.crc32(data[12:29]))
+    return bytes(data)
+
+
+def rotated_jpeg(image: Image.Image) -> bytes:
+    """A JPEG stored as `image` with orientation 6 (turn 90° clockwise to view), red top-left."""
+    width, height = image.size
+    image.paste(RED, (0, 0, width // 6, height // 6))
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    return encode(image, "JPEG", quality=95, exif=exif)
+
+
+def is_red(pixel) -> bool:
+    red, green, blue = pixel[:3]
+    return red > 200 and green < 70 and blue < 70
+
+
+@pytest.fixture(scope="module")
+def large_jpeg() -> bytes:
+    return encode(make_photo((2401, 1799)), "JPEG", quality=90)
+
+
+# formats
+
+
+@pytest.mark.parametrize(
+    ("format_", "mode", "expected"),
+    [
+        ("JPEG", "RGB", "jpeg"),
+        ("PNG", "RGB", "png"),
+        ("WEBP", "RGB", "webp"),
+        ("GIF", "P", "jpeg"),
+        ("BMP", "RGB", "jpeg"),
+        ("TIFF", "RGB", "jpeg"),
+        ("TIFF", "RGBA", "png"),
+    ],
+)
+def test_output_format_defaults_to_input_or_by_alpha(format_, mode, expected):
+    source = make_photo((120, 90), "RGBA" if mode == "RGBA" else "RGB")
+    if mode == "P":
+        source = source.quantize(64)
+    result = run(encode(source, format_))
+    assert result.format == expected
+    assert result.content_type == f"image/{expected}"
+    assert decode(result).format == expected.upper()
+    assert (result.width, result.height) == (120, 90) == decode(result).size
+
+
+@pytest.mark.parametrize(("requested", "expected"), [("webp", "WEBP"), ("jpg", "JPEG"), ("PNG", "PNG")])
+def test_output_format_requested(requested, expected):
+    result = run(encode(make_photo((120, 90)), "PNG"), output_format=requested)
+    assert decode(result).format == expected
+    assert result.content_type == f"image/{expected.lower()}"
+
+
+def test_output_format_unknown_raises():
+    with pytest.raises(ValueError, match="bmp"):
+        run(encode(make_photo((20, 20)), "PNG"), output_format="bmp")
+
+
+@pytest.mark.parametrize("format_", ["jpeg", "webp"])
+def test_quality_changes_size(format_):
+    source = encode(make_photo((320, 240)), "PNG")
+    low = run(source, output_format=format_, quality=30)
+    high = run(source, output_format=format_, quality=90)
+    assert len(low.data) < 0.7 * len(high.data)
+
+
+def test_operations_apply_in_order():
+    result = run(
+        encode(make_photo(), "JPEG"),
+        [Resize(width=200), Filter(type="grayscale"), Watermark(position="tile")],
+    )
+    image = decode(result)
+    assert image.size == (200, 150) and image.mode == "L"
+
+
+# orientation and metadata
+
+
+def test_exif_orientation_applied():
+    image = decode(run(rotated_jpeg(make_photo((300, 200))), output_format="png"))
+    assert image.size == (200, 300)
+    assert is_red(image.getpixel((190, 10)))  # stored top-left is now top-right
+    assert not is_red(image.getpixel((10, 10)))
+
+
+def test_exif_orientation_applied_with_draft():
+    image = decode(run(rotated_jpeg(make_photo((1200, 800))), [Resize(width=100)], output_format="png"))
+    assert image.size == (100, 150)
+    assert is_red(image.getpixel((95, 5)))
+    assert not is_red(image.getpixel((5, 5)))
+
+
+def test_exif_stripped_from_output():
+    result = decode(run(rotated_jpeg(make_photo((300, 200)))))
+    assert "exif" not in result.info
+    assert ExifTags.Base.Orientation not in result.getexif()
+
+
+@pytest.mark.parametrize("format_", ["jpeg", "png", "webp"])
+def test_icc_profile_preserved(format_):
+    source = encode(make_photo((120, 90)), "JPEG", icc_profile=SRGB)
+    result = run(source, [Resize(width=60)], output_format=format_)
+    assert decode(result).info.get("icc_profile") == SRGB
+
+
+def test_icc_profile_dropped_when_colour_space_changes():
+    source = encode(make_photo((120, 90)), "JPEG", icc_profile=SRGB)
+    image = decode(run(source, [Filter(type="grayscale")]))
+    assert image.mode == "L" and not image.info.get("icc_profile")
+
+
+# modes
+
+
+def test_alpha_png_to_jpeg_flattened_on_white():
+    source = make_photo((100, 100), "RGBA")
+    source.paste((255, 0, 0, 0), (0, 0, 50, 50))  # transparent, red underneath
+    image = decode(run(encode(source, "PNG"), output_format="jpeg"))
+    assert image.mode == "RGB"
+    assert all(value > 245 for value in image.getpixel((10, 10)))
+
+
+def test_la_png_to_jpeg_is_greyscale():
+    image = decode(run(encode(make_photo((100, 100), "LA"), "PNG"), output_format="jpeg"))
+    assert image.mode == "L"
+    assert image.getpixel((50, 0)) > 245  # alpha is 0 along the top
+
+
+def test_la_png_stays_la():
+    assert decode(run(encode(make_photo((100, 100), "LA"), "PNG"))).mode == "LA"
+
+
+def test_cmyk_jpeg_becomes_rgb():
+    source = Image.new("CMYK", (64, 64), (0, 255, 255, 0))  # red ink
+    result = run(encode(source, "JPEG", quality=95))
+    image = decode(result)
+    assert result.format == "jpeg" and image.mode == "RGB"
+    assert is_red(image.getpixel((32, 32)))
+
+
+def test_palette_png_transparency_kept():
+    source = Image.new("P", (60, 60), 0)
+    source.putpalette([*RED, 0, 0, 255])
+    source.paste(1, (30, 0, 60, 60))
+    data = encode(source, "PNG", transparency=0)
+    png = decode(run(data))
+    assert png.mode == "RGBA"
+    assert png.getpixel((10, 10))[3] == 0 and png.getpixel((50, 10)) == (0, 0, 255, 255)
+    jpeg = decode(run(data, output_format="jpeg"))
+    assert all(value > 245 for value in jpeg.getpixel((10, 10)))
+
+
+def test_gif_first_frame_used():
+    frames = [Image.new("RGB", (40, 40), colour) for colour in (RED, (0, 0, 255))]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    image = decode(run(data, output_format="png"))
+    assert image.mode == "RGB" and image.getpixel((20, 20)) == RED
+
+
+def test_sixteen_bit_gradient_stays_gradient():
+    source = Image.new("I;16", (256, 4))
+    source.putdata([x * 257 for x in range(256)] * 4)
+    image = decode(run(encode(source, "PNG")))
+    assert image.mode == "L"
+    row = [image.getpixel((x, 1)) for x in range(256)]
+    assert row == sorted(row)
+    assert row[0] <= 1 and row[-1] >= 254 and len(set(row)) > 200
+
+
+def test_one_bit_png_becomes_greyscale():
+    source = make_photo((64, 64), "L").convert("1")
+    image = decode(run(encode(source, "PNG")))
+    assert image.mode == "L" and image.getextrema() == (0, 255)
+
+
+# JPEG draft
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        Resize(width=800),
+        Resize(width=300, height=300),
+        Resize(width=500, height=200, fit="cover"),
+        Resize(width=333, height=517, fit="fill"),
+    ],
+)
+def test_jpeg_draft_matches_full_decode(large_jpeg, operation):
+    full = Image.open(BytesIO(large_jpeg))
+    full.load()
+    expected = apply(full, operation)
+    result = decode(run(large_jpeg, [operation], output_format="png"))
+    assert result.size == expected.size
+    assert mean_difference(result, expected) < 3
+
+
+def test_jpeg_draft_used_for_downscaling(large_jpeg, monkeypatch):
+    drafts = []
+    original = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size):
+        drafts.append(original(self, mode, size))
+        return drafts[-1]
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    run(large_jpeg, [Resize(width=800)])
+    run(large_jpeg, [Filter(type="invert"), Resize(width=800)])
+    assert len(drafts) == 1  # only when the resize comes first
+    _, (_, _, decoded_width, _) = drafts[0]
+    assert decoded_width == 2401 / 2  # 800 px wide needs at least 1/2 scale, not 1/4
+
+
+# rejections
+
+
+def test_rejects_non_image():
+    with pytest.raises(ImageRejected) as caught:
+        run(b"this is not an image, it is text" * 10)
+    assert caught.value.reason == "undecodable"
+    assert "not a recognisable image" in str(caught.value)
+
+
+def test_rejects_unsupported_format():
+    with pytest.raises(ImageRejected) as caught:
+        run(encode(make_photo((32, 32)), "PCX"))
+    assert caught.value.reason == "unsupported_format"
+    assert "PCX" in str(caught.value)
+
+
+def test_rejects_truncated_jpeg():
+    data = encode(make_photo((300, 200)), "JPEG")
+    with pytest.raises(ImageRejected) as caught:
+        run(data[: len(data) // 2])
+    assert caught.value.reason == "truncated"
+    assert "truncated" in str(caught.value)
+
+
+def test_rejects_corrupt_jpeg_body():
+    data = encode(make_photo((300, 200)), "JPEG")
+    with pytest.raises(ImageRejected) as caught:
+        run(data[:700] + random.Random(1).randbytes(len(data) - 700))
+    assert caught.value.reason in ("undecodable", "truncated")
+    assert "corrupt" in str(caught.value) or "truncated" in str(caught.value)
+
+
+def test_rejects_truncated_png():
+    data = encode(make_photo((300, 200)), "PNG")
+    with pytest.raises(ImageRejected) as caught:
+        run(data[: len(data) // 2])
+    assert caught.value.reason == "truncated"
+
+
+def test_rejects_too_many_pixels_before_decoding():
+    with pytest.raises(ImageRejected) as caught:
+        run(png_declaring(5000, 5000), max_pixels=1_000_000)
+    assert caught.value.reason == "too_many_pixels"
+    assert "5000×5000" in str(caught.value) and "1,000,000" in str(caught.value)
+
+
+def test_rejects_decompression_bomb():
+    with pytest.raises(ImageRejected) as caught:
+        run(png_declaring(100_000, 100_000), max_pixels=10**12)  # past Pillow's hard limit
+    assert caught.value.reason == "too_many_pixels"
+    assert "10000000000 pixels" in str(caught.value)
+
+
+def test_max_pixels_overrides_pillow_warning_limit():
+    # 92 MP: over Pillow's warning threshold, under max_pixels, so it gets as far as decoding.
+    with pytest.raises(ImageRejected) as caught:
+        run(png_declaring(9600, 9600), max_pixels=100_000_000)
+    assert caught.value.reason == "truncated"

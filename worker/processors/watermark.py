@@ -1,0 +1,107 @@
+"""watermark: text over the image, white with a black outline so it reads on light and dark.
+
+The text is drawn once on a transparent canvas just big enough for it and composited where it
+goes, so the cost follows the text's size, not the image's. The image keeps its mode: an L image
+gets a grey-level watermark, LA and RGBA images are alpha-composited and keep their alpha.
+"""
+
+from functools import lru_cache
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from common.operations import Watermark
+from worker.processors.registry import processor
+
+FONT_PATH = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
+MIN_TEXT_HEIGHT = 8
+MARGIN = 0.02  # of the shorter side
+TILE_ANGLE = 30
+
+Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+
+
+@processor("watermark")
+def watermark(image: Image.Image, operation: Watermark) -> Image.Image:
+    shorter = min(image.size)
+    margin = round(shorter * MARGIN)
+    height = max(MIN_TEXT_HEIGHT, round(shorter * operation.size))
+    stamp = _stamp(operation.text, height, image.width - 2 * margin, operation.opacity)
+    if image.mode in ("L", "LA"):
+        stamp = stamp.convert("LA")
+    image = image.copy()
+    if operation.position == "tile":
+        _tile(image, stamp.rotate(TILE_ANGLE, Image.Resampling.BICUBIC, expand=True), height)
+    else:
+        _composite(image, stamp, _place(operation.position, image.size, stamp.size, margin))
+    return image
+
+
+@lru_cache(maxsize=1)
+def _font_path() -> Path | None:
+    return FONT_PATH if FONT_PATH.is_file() else None
+
+
+@lru_cache(maxsize=32)
+def _font(size: int) -> Font:
+    """DejaVu Sans Bold where installed, else Pillow's built-in font (scalable since Pillow 10.1)."""
+    path = _font_path()
+    return ImageFont.truetype(str(path), size) if path else ImageFont.load_default(size=size)
+
+
+def _stamp(text: str, height: int, max_width: int, opacity: float) -> Image.Image:
+    """The text on a transparent RGBA canvas, shrunk (down to MIN_TEXT_HEIGHT) to fit max_width."""
+    font, stroke, box = _measure(text, height)
+    width = box[2] - box[0]
+    if width > max_width and height > MIN_TEXT_HEIGHT:
+        height = max(MIN_TEXT_HEIGHT, int(height * max_width / width))
+        font, stroke, box = _measure(text, height)
+    left, top, right, bottom = box
+    stamp = Image.new("RGBA", (max(1, right - left), max(1, bottom - top)))
+    ImageDraw.Draw(stamp).text(
+        (-left, -top), text, font=font, fill="white", stroke_width=stroke, stroke_fill="black"
+    )
+    if opacity < 1:
+        stamp.putalpha(stamp.getchannel("A").point(lambda alpha: round(alpha * opacity)))
+    return stamp
+
+
+def _measure(text: str, height: int) -> tuple[Font, int, tuple[int, int, int, int]]:
+    font, stroke = _font(height), max(1, round(height / 12))
+    left, top, right, bottom = font.getbbox(text, stroke_width=stroke)
+    return font, stroke, (int(left), int(top), int(right), int(bottom))
+
+
+def _place(
+    position: str, canvas: tuple[int, int], stamp: tuple[int, int], margin: int
+) -> tuple[int, int]:
+    (width, height), (stamp_width, stamp_height) = canvas, stamp
+    if position == "center":
+        return (width - stamp_width) // 2, (height - stamp_height) // 2
+    vertical, horizontal = position.split("-")
+    x = margin if horizontal == "left" else width - stamp_width - margin
+    y = margin if vertical == "top" else height - stamp_height - margin
+    return x, y
+
+
+def _tile(image: Image.Image, stamp: Image.Image, text_height: int) -> None:
+    """Repeat the stamp over the image in rows, every other row shifted by half a step."""
+    gap = 2 * text_height
+    step_x, step_y = stamp.width + gap, stamp.height + gap
+    for row, y in enumerate(range(-gap // 2, image.height, step_y)):
+        for x in range(-(row % 2) * step_x // 2, image.width, step_x):
+            _composite(image, stamp, (x, y))
+
+
+def _composite(image: Image.Image, stamp: Image.Image, at: tuple[int, int]) -> None:
+    """Draw `stamp` over `image` in place with its top-left corner at `at`, clipped to the image."""
+    x, y = at
+    left, top = max(0, -x), max(0, -y)
+    right, bottom = min(stamp.width, image.width - x), min(stamp.height, image.height - y)
+    if right <= left or bottom <= top:
+        return
+    if image.mode in ("LA", "RGBA"):
+        image.alpha_composite(stamp, dest=(x + left, y + top), source=(left, top, right, bottom))
+    else:
+        visible = stamp.crop((left, top, right, bottom))
+        image.paste(visible, (x + left, y + top), visible)
