@@ -16,6 +16,18 @@ from pathlib import Path
 from common.settings import settings
 
 
+# Offsets from the S3 port of master, volume, filer, iceberg, lance and admin; SeaweedFS adds
+# 10000 to each for its gRPC port.
+_PORT_OFFSETS = (0, 1000, 1001, 1002, 1003, 1004, 1005)
+GRPC_OFFSET = 10000
+
+
+def ports_used(s3_port: int) -> list[int]:
+    """Every TCP port an instance with this S3 port listens on."""
+    http = [s3_port + offset for offset in _PORT_OFFSETS]
+    return http + [port + GRPC_OFFSET for port in http]
+
+
 def weed_command(data_dir: Path, s3_port: int) -> list[str]:
     weed = shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
     return [
@@ -26,13 +38,12 @@ def weed_command(data_dir: Path, s3_port: int) -> list[str]:
         "-master.telemetry=false",
         "-admin.ui=false",
         "-webdav=false",
-        f"-s3.port={s3_port}",
-        f"-master.port={s3_port + 1000}",
-        f"-volume.port={s3_port + 1001}",
-        f"-filer.port={s3_port + 1002}",
-        f"-s3.port.iceberg={s3_port + 1003}",
-        f"-s3.port.lance={s3_port + 1004}",
-        f"-admin.port={s3_port + 1005}",
+    ] + [
+        f"-{flag}={port}"
+        for flag, port in zip(
+            ("s3.port", "master.port", "volume.port", "filer.port", "s3.port.iceberg", "s3.port.lance", "admin.port"),
+            ports_used(s3_port),
+        )
     ]
 
 

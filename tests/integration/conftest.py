@@ -2,6 +2,7 @@
 workers and notifier as processes, exactly as `make run` starts them."""
 
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from tests.support.broker import BROKER, BrokerVhost
+from tools.objectstore import ports_used
 from tests.support.processes import (
     PROJECT_DIR,
     ServiceProcess,
@@ -27,25 +29,33 @@ from tests.support.processes import (
 
 pytestmark = pytest.mark.integration
 
-S3_TEST_PORT = 28333  # every other SeaweedFS port is derived from it (tools/objectstore.py)
 S3_KEYS = {"S3_ACCESS_KEY": "imgpipe-test", "S3_SECRET_KEY": "imgpipe-test-secret"}
+
+
+def free_s3_port() -> int:
+    """An S3 port whose derived SeaweedFS ports (tools/objectstore.py) are all free."""
+    rng = random.Random()
+    for _ in range(50):
+        candidate = rng.randrange(20000, 29000)
+        if not any(port_open(port) for port in ports_used(candidate)):
+            return candidate
+    raise RuntimeError("no free port range for SeaweedFS")
 
 
 @pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private SeaweedFS instance for the test session."""
-    if port_open(S3_TEST_PORT):
-        pytest.fail(f"port {S3_TEST_PORT} is taken; is another test run going on?")
     data_dir = tmp_path_factory.mktemp("s3")
+    port = free_s3_port()
     log = open(data_dir.parent / "seaweedfs.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, "-m", "tools.objectstore", "--dir", str(data_dir), "--port", str(S3_TEST_PORT)],
+        [sys.executable, "-m", "tools.objectstore", "--dir", str(data_dir), "--port", str(port)],
         cwd=PROJECT_DIR, env={**os.environ, **S3_KEYS}, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
-        wait_for(lambda: port_open(S3_TEST_PORT), 60, "SeaweedFS to listen")
-        yield f"127.0.0.1:{S3_TEST_PORT}"
+        wait_for(lambda: port_open(port), 60, "SeaweedFS to listen")
+        yield f"127.0.0.1:{port}"
     finally:
         process.terminate()
         try:
