@@ -7,7 +7,7 @@ from fastapi import FastAPI
 
 from api.dependencies import Services
 from api.limits import UploadSizeLimit
-from api.routes import health, jobs
+from api.routes import dlq, health, jobs
 from common.logs import configure_logging
 from common.settings import settings
 
@@ -28,3 +28,4 @@ app = FastAPI(
 app.add_middleware(UploadSizeLimit, max_file_bytes=settings.max_upload_bytes)
 app.include_router(jobs.router)
 app.include_router(health.router)
+app.include_router(dlq.router)

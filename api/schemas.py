@@ -4,7 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from common.jobs import JobStatus, OriginalInfo, Timings
+from common.jobs import JobStatus, OriginalInfo, Timings, WebhookDelivery
 from common.messages import OutputFormat, ResultInfo
 from common.operations import Operation
 
@@ -40,4 +40,5 @@ class JobStatusResponse(BaseModel):
     result: ResultWithUrl | None
     error: str | None
     error_reason: str | None
+    webhook: WebhookDelivery | None
     timings: Timings

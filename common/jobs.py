@@ -32,6 +32,18 @@ class OriginalInfo(BaseModel):
     bytes: int
 
 
+class WebhookDelivery(BaseModel):
+    """What became of the job's callback: written by the notification service."""
+
+    url: str
+    event: str
+    delivered: bool
+    attempts: int
+    status_code: int | None = None
+    error: str | None = None
+    at: datetime = Field(default_factory=utcnow)
+
+
 class Timings(BaseModel):
     queue_wait_ms: float | None = None
     processing_ms: float | None = None
@@ -61,6 +73,7 @@ class JobRecord(BaseModel):
     result: ResultInfo | None = None
     error: str | None = None
     error_reason: str | None = None
+    webhook: WebhookDelivery | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     max_attempts: int = Field(5, ge=1)
     retry_base_delay_ms: int = Field(1000, ge=10)
     shutdown_grace_s: float = Field(30.0, ge=0)
+    job_time_limit_s: float = Field(120.0, gt=0)
 
     # Notification service
     webhook_secret: str = "change-me"

@@ -4,8 +4,10 @@ import logging
 import signal
 
 from common.amqp import Consumer
+from common.jobs import JobStore
 from common.logs import configure_logging
 from common.settings import settings
+from common.storage import ObjectStore
 from common.topology import NOTIFICATIONS_QUEUE
 from notification.handler import EventHandler
 from notification.webhook import WebhookSender
@@ -21,7 +23,8 @@ def main() -> None:
         settings.webhook_attempts,
         settings.webhook_backoff_s,
     )
-    consumer = Consumer(settings, NOTIFICATIONS_QUEUE, EventHandler(sender), f"notifier {settings.instance_name}")
+    handler = EventHandler(sender, JobStore(ObjectStore(settings)))
+    consumer = Consumer(settings, NOTIFICATIONS_QUEUE, handler, f"notifier {settings.instance_name}")
 
     def stop(signum: int, _frame: object) -> None:
         logger.info("notifier: %s received; stopping", signal.Signals(signum).name)

@@ -5,15 +5,18 @@ import logging
 from pydantic import ValidationError
 
 from common.amqp import Delivery, Outcome
+from common.jobs import JobStore, WebhookDelivery
 from common.messages import JobEvent
-from notification.webhook import WebhookSender
+from common.storage import StorageError
+from notification.webhook import DeliveryReport, WebhookSender
 
 logger = logging.getLogger("notification")
 
 
 class EventHandler:
-    def __init__(self, sender: WebhookSender) -> None:
+    def __init__(self, sender: WebhookSender, jobs: JobStore) -> None:
         self._sender = sender
+        self._jobs = jobs
 
     def __call__(self, delivery: Delivery) -> Outcome:
         try:
@@ -43,4 +46,23 @@ class EventHandler:
                     "webhook to %s given up after %d attempts: %s",
                     event.callback_url, report.attempts, report.error, **log,
                 )
+            self._record(event, report)
         return Outcome.ACK
+
+    def _record(self, event: JobEvent, report: DeliveryReport) -> None:
+        """Notes the delivery on the job record, so GET /status shows it; best effort."""
+        try:
+            record = self._jobs.get(event.job_id)
+            if record is None:
+                return
+            record.webhook = WebhookDelivery(
+                url=event.callback_url or "",
+                event=event.event,
+                delivered=report.delivered,
+                attempts=report.attempts,
+                status_code=report.status_code,
+                error=report.error,
+            )
+            self._jobs.save(record)
+        except StorageError:
+            logger.exception("could not record the webhook outcome", extra={"job_id": event.job_id})

@@ -12,6 +12,7 @@ published, or the copy in the retry or dead-letter queue confirmed by the broker
 """
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -113,6 +114,7 @@ class JobHandler:
                 message.output_format,
                 message.quality,
                 self._settings.max_image_pixels,
+                deadline=time.monotonic() + self._settings.job_time_limit_s,
             )
         except ImageRejected as exc:
             raise PermanentFailure(exc.reason, str(exc)) from exc

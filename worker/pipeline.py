@@ -6,6 +6,7 @@ an image in mode L, LA, RGB or RGBA; everything else is converted here after dec
 
 import math
 import struct
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from common.operations import Operation, Resize
 from worker.processors import apply
 from worker.processors.resize import ResizePlan, plan_resize, resample
 
-RejectReason = Literal["undecodable", "unsupported_format", "too_many_pixels", "truncated"]
+RejectReason = Literal["undecodable", "unsupported_format", "too_many_pixels", "truncated", "time_limit"]
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
@@ -52,13 +53,17 @@ def process_image(
     output_format: str | None,
     quality: int,
     max_pixels: int,
+    deadline: float | None = None,
 ) -> ProcessedImage:
     """Apply `operations` in order and encode the result.
 
     Output format: `output_format`, else the input's if it is JPEG, PNG or WebP, else PNG for an
     image with alpha and JPEG otherwise. `max_pixels` is checked on the declared size before any
     pixel is decoded; it replaces Pillow's decompression-bomb warning (Image.MAX_IMAGE_PIXELS,
-    ~89 MP), while Pillow's hard limit (twice that) still applies, so it caps `max_pixels`.
+    ~89 MP), while Pillow's hard limit (twice that) still applies, so it caps `max_pixels`. A
+    resize may not produce more than `max_pixels` either. `deadline` (a time.monotonic() value)
+    is checked before each operation and before encoding: one Pillow call cannot be interrupted,
+    but the pixel limits bound how long any one of them takes.
     """
     operations = list(operations)
     image, drafted = _decode(data, operations[0] if operations else None, max_pixels)
@@ -68,7 +73,10 @@ def process_image(
         image = resample(image, *drafted)
         operations = operations[1:]
     for operation in operations:
+        _check_deadline(deadline, operation.name)
+        _check_output_pixels(image, operation, max_pixels)
         image = apply(image, operation)
+    _check_deadline(deadline, "encoding")
     format_ = _output_format(output_format, source_format, image)
     return ProcessedImage(
         data=_encode(image, format_, quality, icc),
@@ -77,6 +85,23 @@ def process_image(
         format=format_,
         content_type=CONTENT_TYPES[format_],
     )
+
+
+def _check_deadline(deadline: float | None, step: str) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise ImageRejected("time_limit", f"the job ran out of its time limit before {step}")
+
+
+def _check_output_pixels(image: Image.Image, operation: Operation, max_pixels: int) -> None:
+    if not isinstance(operation, Resize):
+        return
+    plan = plan_resize(image.size, operation)
+    if plan is not None and plan.size[0] * plan.size[1] > max_pixels:
+        width, height = plan.size
+        raise ImageRejected(
+            "too_many_pixels",
+            f"resize would produce {width}×{height} = {width * height:,} pixels; the limit is {max_pixels:,}",
+        )
 
 
 def _decode(

@@ -1,0 +1,82 @@
+"""The dead-letter queue: what failed and why, and moving jobs back once the cause is fixed."""
+
+from datetime import datetime
+
+from fastapi import APIRouter, HTTPException, status
+from pika.exceptions import AMQPError
+from pydantic import BaseModel, Field
+
+from api.dependencies import ServicesDep
+from common.deadletters import DeadLetterQueue
+
+router = APIRouter(prefix="/dlq", tags=["dead letters"])
+
+
+class DeadLetterEntry(BaseModel):
+    job_id: str | None
+    reason: str
+    error: str | None
+    attempts: int | None
+    failed_at: datetime | None
+    worker: str | None
+
+
+class DeadLetterStatsResponse(BaseModel):
+    count: int
+    by_reason: dict[str, int]
+    oldest_failed_at: datetime | None
+    oldest_age_s: float | None
+    recent: list[DeadLetterEntry]
+
+
+class ReplayRequest(BaseModel):
+    job_id: str | None = Field(None, description="replay only this job; omit to replay all")
+    reason: str | None = Field(None, description="replay only letters with this reason")
+
+
+class ReplayResponse(BaseModel):
+    replayed: int
+    job_ids: list[str | None]
+    skipped: list[dict]
+    remaining: int
+
+
+def _queue(services: ServicesDep) -> DeadLetterQueue:
+    return DeadLetterQueue(services.settings, services.publisher, services.jobs)
+
+
+def _broker_unavailable(exc: Exception) -> HTTPException:
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        f"the message broker is unavailable; try again later ({type(exc).__name__})",
+        headers={"Retry-After": "5"},
+    )
+
+
+@router.get("/stats", response_model=DeadLetterStatsResponse)
+def dead_letter_stats(services: ServicesDep, recent: int = 10) -> DeadLetterStatsResponse:
+    try:
+        stats = _queue(services).stats(recent=max(0, min(recent, 100)))
+    except (AMQPError, OSError) as exc:
+        raise _broker_unavailable(exc) from exc
+    return DeadLetterStatsResponse(
+        count=stats.count,
+        by_reason=stats.by_reason,
+        oldest_failed_at=stats.oldest_failed_at,
+        oldest_age_s=stats.oldest_age_s,
+        recent=[DeadLetterEntry(**vars(letter)) for letter in stats.recent],
+    )
+
+
+@router.post("/replay", response_model=ReplayResponse)
+def replay_dead_letters(services: ServicesDep, request: ReplayRequest | None = None) -> ReplayResponse:
+    request = request or ReplayRequest()
+    try:
+        result = _queue(services).replay(job_id=request.job_id, reason=request.reason)
+    except (AMQPError, OSError) as exc:
+        raise _broker_unavailable(exc) from exc
+    if request.job_id and not result.replayed and not result.skipped:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {request.job_id} is not in the dead-letter queue")
+    return ReplayResponse(
+        replayed=len(result.replayed), job_ids=result.replayed, skipped=result.skipped, remaining=result.remaining
+    )
