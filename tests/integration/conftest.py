@@ -2,10 +2,7 @@
 workers and notifier as processes, exactly as `make run` starts them."""
 
 import os
-import random
 import shutil
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,13 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.broker import BROKER, BrokerVhost
-from tools.objectstore import ports_used
+from common.storage import ObjectStore
+from tests.support.broker import BrokerVhost
+from tests.support.objectstore import S3_KEYS, PrivateObjectStore, object_store
 from tests.support.processes import (
     PROJECT_DIR,
     ServiceProcess,
-    free_port,
-    port_open,
     start_api,
     start_notifier,
     start_worker,
@@ -29,40 +25,14 @@ from tests.support.processes import (
 
 pytestmark = pytest.mark.integration
 
-S3_KEYS = {"S3_ACCESS_KEY": "imgpipe-test", "S3_SECRET_KEY": "imgpipe-test-secret"}
-
-
-def free_s3_port() -> int:
-    """An S3 port whose derived SeaweedFS ports (tools/objectstore.py) are all free."""
-    rng = random.Random()
-    for _ in range(50):
-        candidate = rng.randrange(20000, 29000)
-        if not any(port_open(port) for port in ports_used(candidate)):
-            return candidate
-    raise RuntimeError("no free port range for SeaweedFS")
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private SeaweedFS instance for the test session."""
-    data_dir = tmp_path_factory.mktemp("s3")
-    port = free_s3_port()
-    log = open(data_dir.parent / "seaweedfs.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tools.objectstore", "--dir", str(data_dir), "--port", str(port)],
-        cwd=PROJECT_DIR, env={**os.environ, **S3_KEYS}, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    store = PrivateObjectStore(tmp_path_factory.mktemp("s3")).start()
     try:
-        wait_for(lambda: port_open(port), 60, "SeaweedFS to listen")
-        yield f"127.0.0.1:{port}"
+        yield store.endpoint
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        store.stop()
 
 
 @dataclass
@@ -78,6 +48,10 @@ class System:
     @property
     def http(self) -> httpx.Client:
         return httpx.Client(base_url=self.api_url, timeout=30)
+
+    @property
+    def store(self) -> ObjectStore:
+        return object_store(self.env["S3_ENDPOINT"], self.env["S3_BUCKET"])
 
     def start_worker(self, name: str) -> ServiceProcess:
         self.services[name] = start_worker(self.env, self.log_dir, name)
@@ -112,12 +86,13 @@ class System:
             service.stop()
 
 
-def system_env(vhost: str, s3_endpoint: str, **overrides: str) -> dict[str, str]:
+def system_env(vhost: BrokerVhost, s3_endpoint: str, **overrides: str) -> dict[str, str]:
     return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "S3_", "WORKER_"))},
-        "RABBITMQ_HOST": BROKER["host"],
-        "RABBITMQ_PORT": str(BROKER["port"]),
-        "RABBITMQ_VHOST": vhost,
+        "RABBITMQ_HOST": vhost.endpoint.host,
+        "RABBITMQ_PORT": str(vhost.endpoint.port),
+        "RABBITMQ_MANAGEMENT_PORT": str(vhost.endpoint.management_port),
+        "RABBITMQ_VHOST": vhost.name,
         "S3_ENDPOINT": s3_endpoint,
         "S3_BUCKET": f"test-{uuid.uuid4().hex[:12]}",
         **S3_KEYS,
@@ -131,28 +106,82 @@ def system_env(vhost: str, s3_endpoint: str, **overrides: str) -> dict[str, str]
     }
 
 
+def build_system(
+    vhost: BrokerVhost,
+    s3_endpoint: str,
+    log_dir: Path,
+    workers: tuple[str, ...] = ("worker-a", "worker-b"),
+    notifier: bool = True,
+    **env: str,
+) -> System:
+    """Starts the API, the workers and (optionally) the notifier; returns once they consume."""
+    system = System(vhost, system_env(vhost, s3_endpoint, **env), log_dir)
+    try:
+        _, system.api_url = system.start_api("api")
+        for name in workers:
+            system.start_worker(name)
+        if notifier:
+            system.services["notifier"] = start_notifier(system.env, log_dir)
+        vhost.wait_for_consumers("images.jobs.work", len(workers))
+        if notifier:
+            vhost.wait_for_consumers("images.notifications", 1)
+    except BaseException:
+        print(system.logs())
+        system.stop()
+        raise
+    return system
+
+
 @pytest.fixture(scope="module")
 def system(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     """API, two workers and the notifier on a fresh vhost and bucket, shared by a test module."""
     vhost = BrokerVhost().create()
     log_dir = tmp_path_factory.mktemp("logs")
-    system = System(vhost, system_env(vhost.name, s3_endpoint), log_dir)
     try:
-        _, system.api_url = system.start_api("api")
-        system.start_worker("worker-a")
-        system.start_worker("worker-b")
-        system.services["notifier"] = start_notifier(system.env, log_dir)
-        vhost.wait_for_consumers("images.jobs.work", 2)
-        vhost.wait_for_consumers("images.notifications", 1)
+        system = build_system(vhost, s3_endpoint, log_dir)
         yield system
-    except BaseException:
-        print(system.logs())
-        raise
-    finally:
         system.stop()
-        if os.environ.get("KEEP_TEST_LOGS"):
-            shutil.copytree(log_dir, Path(os.environ["KEEP_TEST_LOGS"]) / log_dir.name, dirs_exist_ok=True)
+        _keep_logs(log_dir)
+    finally:
         vhost.delete()
+
+
+@pytest.fixture
+def make_system(s3_endpoint: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator:
+    """A factory for systems of a test's own (other workers, settings or broker); stopped after it.
+
+    On failure, the services' logs are printed with the test's report.
+    """
+    built: list[tuple[System, bool]] = []
+
+    def make(vhost: BrokerVhost | None = None, s3: str | None = None, **options) -> System:
+        own_vhost = vhost is None
+        vhost = vhost or BrokerVhost().create()
+        system = build_system(vhost, s3 or s3_endpoint, tmp_path, **options)
+        built.append((system, own_vhost))
+        return system
+
+    yield make
+    for system, own_vhost in built:
+        failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+        if failed:
+            print(system.logs())
+        system.stop()
+        if own_vhost:
+            system.vhost.delete()
+    _keep_logs(tmp_path)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+def _keep_logs(log_dir: Path) -> None:
+    if os.environ.get("KEEP_TEST_LOGS"):
+        shutil.copytree(log_dir, Path(os.environ["KEEP_TEST_LOGS"]) / log_dir.name, dirs_exist_ok=True)
 
 
 @pytest.fixture
@@ -163,6 +192,3 @@ def sample_jpg() -> Path:
 @pytest.fixture
 def corrupted_jpg() -> Path:
     return PROJECT_DIR / "test_images" / "corrupted.jpg"
-
-
-__all__ = ["System", "free_port"]

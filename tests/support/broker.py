@@ -1,6 +1,7 @@
 """A private virtual host on the real RabbitMQ, and reading its queues through the management API."""
 
 import uuid
+from dataclasses import dataclass
 from urllib.parse import quote
 
 import httpx
@@ -8,23 +9,35 @@ import pika
 
 from tests.support.processes import wait_for
 
-BROKER = {"host": "127.0.0.1", "port": 5672, "management_port": 15672, "user": "guest", "password": "guest"}
+
+@dataclass(frozen=True)
+class BrokerEndpoint:
+    host: str = "127.0.0.1"
+    port: int = 5672
+    management_port: int = 15672
+    user: str = "guest"
+    password: str = "guest"
+
+
+# The RabbitMQ that runs on the machine (started before a session or by .ci/run).
+BROKER = BrokerEndpoint()
 
 
 class BrokerVhost:
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(self, name: str | None = None, endpoint: BrokerEndpoint = BROKER) -> None:
         self.name = name or f"imgpipe-test-{uuid.uuid4().hex[:8]}"
+        self.endpoint = endpoint
         self._quoted = quote(self.name, safe="")
         self.http = httpx.Client(
-            base_url=f"http://{BROKER['host']}:{BROKER['management_port']}/api",
-            auth=(BROKER["user"], BROKER["password"]),
+            base_url=f"http://{endpoint.host}:{endpoint.management_port}/api",
+            auth=(endpoint.user, endpoint.password),
             timeout=10,
         )
 
     def create(self) -> "BrokerVhost":
         self.http.put(f"/vhosts/{self._quoted}").raise_for_status()
         self.http.put(
-            f"/permissions/{self._quoted}/{BROKER['user']}",
+            f"/permissions/{self._quoted}/{self.endpoint.user}",
             json={"configure": ".*", "write": ".*", "read": ".*"},
         ).raise_for_status()
         return self
@@ -73,10 +86,13 @@ class BrokerVhost:
     def connection(self) -> pika.BlockingConnection:
         return pika.BlockingConnection(
             pika.ConnectionParameters(
-                host=BROKER["host"], port=BROKER["port"], virtual_host=self.name,
-                credentials=pika.PlainCredentials(BROKER["user"], BROKER["password"]),
+                host=self.endpoint.host, port=self.endpoint.port, virtual_host=self.name,
+                credentials=pika.PlainCredentials(self.endpoint.user, self.endpoint.password),
             )
         )
 
     def wait_for_consumers(self, queue: str, count: int, timeout: float = 30) -> None:
         wait_for(lambda: self.consumer_count(queue) >= count, timeout, f"{count} consumers on {queue}")
+
+    def wait_for_consumers_at_most(self, queue: str, count: int, timeout: float = 30) -> None:
+        wait_for(lambda: self.consumer_count(queue) <= count, timeout, f"at most {count} consumers on {queue}")
