@@ -30,27 +30,35 @@ class UploadSizeLimit:
             return
 
         received = 0
-        response_started = False
+        exceeded = False
+        refused = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
+                    exceeded = True
                     raise _TooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            response_started = response_started or message["type"] == "http.response.start"
-            await send(message)
+        async def refusing_send(message: Message) -> None:
+            # Past the limit, whatever the app answers (the form parser reports a broken body)
+            # is replaced by the 413.
+            nonlocal refused
+            if not exceeded:
+                await send(message)
+            elif not refused:
+                refused = True
+                await self._refuse(send)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, refusing_send)
         except _TooLarge:
-            if not response_started:
-                await self._refuse(send)
+            pass
+        if exceeded and not refused:
+            await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     # Upload API
     api_public_url: str = "http://localhost:8000"
     max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1024)
-    max_image_pixels: int = Field(100_000_000, ge=1)
+    max_image_pixels: int = Field(100_000_000, ge=1, le=1_000_000_000)
     max_operations: int = Field(20, ge=1)
     default_operations: str = "resize,watermark"
     default_quality: int = Field(85, ge=1, le=100)
@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     retry_base_delay_ms: int = Field(1000, ge=10)
     shutdown_grace_s: float = Field(30.0, ge=0)
     job_time_limit_s: float = Field(120.0, gt=0)
+    stats_interval_s: float = Field(5.0, gt=0)
 
     # Notification service
     webhook_secret: str = "change-me"

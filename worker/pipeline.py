@@ -7,7 +7,6 @@ an image in mode L, LA, RGB or RGBA; everything else is converted here after dec
 import math
 import struct
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
@@ -27,6 +26,11 @@ CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 _KEPT_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "WEBP": "webp"}
 # What Pillow's decoders raise on malformed input.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
+# Settings.max_image_pixels, checked on the declared size before decoding, is the limit; Pillow's
+# own (a warning at ~89 MP, an error at twice that) would refuse images the settings allow, and
+# without naming their size.
+Image.MAX_IMAGE_PIXELS = None
+
 _ICC_COLOUR_SPACES = {"L": b"GRAY", "LA": b"GRAY", "RGB": b"RGB ", "RGBA": b"RGB "}
 
 
@@ -59,9 +63,8 @@ def process_image(
 
     Output format: `output_format`, else the input's if it is JPEG, PNG or WebP, else PNG for an
     image with alpha and JPEG otherwise. `max_pixels` is checked on the declared size before any
-    pixel is decoded; it replaces Pillow's decompression-bomb warning (Image.MAX_IMAGE_PIXELS,
-    ~89 MP), while Pillow's hard limit (twice that) still applies, so it caps `max_pixels`. A
-    resize may not produce more than `max_pixels` either. `deadline` (a time.monotonic() value)
+    pixel is decoded, in place of Pillow's own decompression-bomb limit. A resize may not produce
+    more than `max_pixels` either. `deadline` (a time.monotonic() value)
     is checked before each operation and before encoding: one Pillow call cannot be interrupted,
     but the pixel limits bound how long any one of them takes.
     """
@@ -112,28 +115,24 @@ def _decode(
     Returns the image and, when the first operation was folded into a JPEG draft, its plan and the
     scale the image was decoded at (see _draft).
     """
-    # Not thread-safe before Python 3.14; the worker decodes one image at a time.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # max_pixels decides
-        try:
-            image = Image.open(BytesIO(data), formats=ACCEPTED_FORMATS)
-        except UnidentifiedImageError:
-            raise _unrecognised(data) from None
-        except (Image.DecompressionBombError, *_DECODE_ERRORS) as exc:
-            raise _rejection(exc) from exc
-        width, height = image.size
-        if width * height > max_pixels:
-            raise ImageRejected(
-                "too_many_pixels",
-                f"image is {width}×{height} = {width * height:,} pixels; the limit is "
-                f"{max_pixels:,}",
-            )
-        try:
-            drafted = _draft(image, first)
-            image.load()
-            ImageOps.exif_transpose(image, in_place=True)
-        except (Image.DecompressionBombError, *_DECODE_ERRORS) as exc:
-            raise _rejection(exc) from exc
+    try:
+        image = Image.open(BytesIO(data), formats=ACCEPTED_FORMATS)
+    except UnidentifiedImageError:
+        raise _unrecognised(data) from None
+    except _DECODE_ERRORS as exc:
+        raise _rejection(exc) from exc
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageRejected(
+            "too_many_pixels",
+            f"image is {width}×{height} = {width * height:,} pixels; the limit is {max_pixels:,}",
+        )
+    try:
+        drafted = _draft(image, first)
+        image.load()
+        ImageOps.exif_transpose(image, in_place=True)
+    except _DECODE_ERRORS as exc:
+        raise _rejection(exc) from exc
     return image, drafted
 
 
@@ -165,7 +164,7 @@ def _unrecognised(data: bytes) -> ImageRejected:
     try:
         with Image.open(BytesIO(data)) as image:
             found = image.format
-    except (Image.DecompressionBombError, *_DECODE_ERRORS):
+    except _DECODE_ERRORS:
         found = None
     if found is None:
         return ImageRejected(
@@ -178,8 +177,6 @@ def _unrecognised(data: bytes) -> ImageRejected:
 
 
 def _rejection(exc: Exception) -> ImageRejected:
-    if isinstance(exc, Image.DecompressionBombError):
-        return ImageRejected("too_many_pixels", f"image too large to decode safely: {exc}")
     message = str(exc) or type(exc).__name__
     if "truncated" in message.lower():
         return ImageRejected("truncated", f"image data is truncated: {message}")

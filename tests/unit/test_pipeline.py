@@ -1,6 +1,5 @@
 import random
-import struct
-import zlib
+import time
 from io import BytesIO
 
 import pytest
@@ -10,7 +9,7 @@ from common.operations import Filter, Resize, Watermark
 from worker.pipeline import ImageRejected, ProcessedImage, process_image
 from worker.processors import apply
 
-from .imaging import make_photo, mean_difference
+from tests.support.images import make_photo, mean_difference, png_declaring
 
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 RED = (255, 0, 0)
@@ -30,14 +29,6 @@ def decode(result: ProcessedImage) -> Image.Image:
     image = Image.open(BytesIO(result.data))
     image.load()
     return image
-
-
-def png_declaring(width: int, height: int) -> bytes:
-    """A PNG whose IHDR claims width×height; its pixel data is that of a 1×1 image."""
-    data = bytearray(encode(Image.new("L", (1, 1)), "PNG"))
-    struct.pack_into(">II", data, 16, width, height)  # after signature, length and b"IHDR"
-    struct.pack_into(">I", data, 29, zlib.crc32(data[12:29]))
-    return bytes(data)
 
 
 def rotated_jpeg(image: Image.Image) -> bytes:
@@ -298,15 +289,32 @@ def test_rejects_too_many_pixels_before_decoding():
     assert "5000×5000" in str(caught.value) and "1,000,000" in str(caught.value)
 
 
-def test_rejects_decompression_bomb():
+def test_rejects_decompression_bomb_naming_its_size():
     with pytest.raises(ImageRejected) as caught:
-        run(png_declaring(100_000, 100_000), max_pixels=10**12)  # past Pillow's hard limit
+        run(png_declaring(100_000, 100_000))  # 10 GB if decoded; a few hundred bytes on disk
     assert caught.value.reason == "too_many_pixels"
-    assert "10000000000 pixels" in str(caught.value)
+    assert "100000×100000 = 10,000,000,000 pixels" in str(caught.value)
 
 
-def test_max_pixels_overrides_pillow_warning_limit():
-    # 92 MP: over Pillow's warning threshold, under max_pixels, so it gets as far as decoding.
+def test_max_pixels_overrides_pillow_limits():
+    # 200 MP: over Pillow's own hard limit, under max_pixels, so it gets as far as decoding.
     with pytest.raises(ImageRejected) as caught:
-        run(png_declaring(9600, 9600), max_pixels=100_000_000)
+        run(png_declaring(20_000, 10_000), max_pixels=250_000_000)
     assert caught.value.reason == "truncated"
+
+
+def test_rejects_a_resize_that_would_exceed_max_pixels():
+    data = encode(make_photo((100, 100)), "PNG")
+    with pytest.raises(ImageRejected) as caught:
+        run(data, [Resize(width=5000, height=5000, fit="fill", upscale=True)], max_pixels=1_000_000)
+    assert caught.value.reason == "too_many_pixels"
+    assert "resize would produce 5000×5000" in str(caught.value)
+
+
+def test_deadline_is_checked_before_each_operation():
+    data = encode(make_photo((100, 100)), "PNG")
+    with pytest.raises(ImageRejected) as caught:
+        process_image(data, [Filter(filter="invert")], None, 85, 1_000_000, deadline=time.monotonic() - 1)
+    assert caught.value.reason == "time_limit"
+    assert "before filter" in str(caught.value)
+    assert run(data, [Filter(filter="invert")]).width == 100

@@ -7,7 +7,7 @@ from worker.processors import watermark as watermark_module
 from worker.processors.registry import processor
 from worker.processors.resize import REDUCING_GAP, RESAMPLE
 
-from .imaging import make_photo, mean_difference
+from tests.support.images import make_photo, mean_difference
 
 
 def changed_box(before: Image.Image, after: Image.Image) -> tuple[int, int, int, int] | None:

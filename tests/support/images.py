@@ -1,5 +1,9 @@
 """Test images made on the fly, and ways to compare them."""
 
+import struct
+import zlib
+from io import BytesIO
+
 from PIL import Image, ImageChops, ImageStat
 
 
@@ -25,3 +29,13 @@ def mean_difference(first: Image.Image, second: Image.Image) -> float:
     """Mean absolute difference per pixel and band, on 0..255."""
     bands = ImageStat.Stat(ImageChops.difference(first, second)).mean
     return sum(bands) / len(bands)
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims width×height (a decompression bomb); its pixel data is that of a 1×1 image."""
+    buffer = BytesIO()
+    Image.new("L", (1, 1)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    struct.pack_into(">II", data, 16, width, height)  # after signature, length and b"IHDR"
+    struct.pack_into(">I", data, 29, zlib.crc32(data[12:29]))
+    return bytes(data)
