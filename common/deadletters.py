@@ -89,8 +89,8 @@ class DeadLetterQueue:
 
     def stats(self, recent: int = 10) -> DeadLetterStats:
         with self._channel() as channel:
+            count = _depth(channel)  # before reading: messages being read are not counted
             letters = [DeadLetter.from_properties(props) for _, props, _ in self._read_all(channel)]
-            count = _depth(channel)
         dated = [letter.failed_at for letter in letters if letter.failed_at]
         oldest = min(dated) if dated else None
         return DeadLetterStats(
