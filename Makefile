@@ -46,3 +46,24 @@ test-unit: venv ## only the fast unit and static tests
 
 lint: venv ## hadolint the Dockerfiles and check the compose file
 	@$(PY) -m pytest tests/static
+
+# --- Load tests and experiments (load_test/, README "Load tests and experiments") ---
+SCALING_WORKERS ?= 1 3 5
+COUNT ?= 80
+PROFILE ?= medium
+BURST_WORKERS ?= 2
+BURST_SIZE ?= 50
+INTERVAL ?= 5
+BURSTS ?= 3
+EXPERIMENT_ARGS ?=
+
+.PHONY: experiment-scaling experiment-burst test-images
+
+experiment-scaling: venv ## COUNT images at 1, 3, 5 workers, then results/scaling/report.md
+	@$(PY) -m load_test.experiment scaling --workers $(SCALING_WORKERS) --count $(COUNT) --profile $(PROFILE) $(EXPERIMENT_ARGS)
+
+experiment-burst: venv ## BURSTS bursts of BURST_SIZE every INTERVAL s, then results/burst/report.md
+	@$(PY) -m load_test.experiment burst --workers $(BURST_WORKERS) --burst-size $(BURST_SIZE) --interval $(INTERVAL) --bursts $(BURSTS) --profile $(PROFILE) $(EXPERIMENT_ARGS)
+
+test-images: venv ## generate a test image set: make test-images COUNT=40 PROFILE=mixed
+	@$(PY) test_images/generate.py --count $(COUNT) --profile $(PROFILE)
