@@ -112,6 +112,14 @@ class ObjectStore:
         with _translated(key):
             self._client.remove_object(self.bucket, key)
 
+    def list(self, prefix: str) -> list[str]:
+        """The keys under `prefix`, in key order."""
+        with _translated(prefix):
+            return [
+                obj.object_name
+                for obj in self._client.list_objects(self.bucket, prefix=prefix, recursive=True)
+            ]
+
     def presigned_url(self, key: str) -> str:
         return self._presigner.presigned_get_object(self.bucket, key, expires=self._expiry)
 

@@ -10,6 +10,7 @@ from common.settings import settings
 from common.storage import ObjectStore
 from common.topology import WORK_QUEUE
 from worker.handler import JobHandler
+from worker.stats import WorkerStats
 
 logger = logging.getLogger("worker")
 
@@ -19,8 +20,9 @@ def main() -> None:
     name = settings.instance_name
     store = ObjectStore(settings)
     publisher = Publisher(settings, f"worker {name} publisher")
-    handler = JobHandler(settings, store, JobStore(store), publisher, name)
-    consumer = Consumer(settings, WORK_QUEUE, handler, f"worker {name}")
+    stats = WorkerStats(name, store, settings.stats_interval_s)
+    handler = JobHandler(settings, store, JobStore(store), publisher, name, stats)
+    consumer = Consumer(settings, WORK_QUEUE, stats.track(handler), f"worker {name}")
 
     def stop(signum: int, _frame: object) -> None:
         logger.info("worker %s: %s received; finishing the current job", name, signal.Signals(signum).name)
@@ -28,9 +30,11 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    stats.start()
     try:
         consumer.run()
     finally:
+        stats.close()
         publisher.close()
 
 

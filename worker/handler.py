@@ -32,6 +32,7 @@ from common.topology import (
     retry_steps,
 )
 from worker.pipeline import ImageRejected, process_image
+from worker.stats import WorkerStats
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ class PermanentFailure(Exception):
 
 class JobHandler:
     def __init__(
-        self, settings: Settings, store: ObjectStore, jobs: JobStore, publisher: Publisher, worker_name: str
+        self, settings: Settings, store: ObjectStore, jobs: JobStore, publisher: Publisher, worker_name: str,
+        stats: WorkerStats | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -57,6 +59,7 @@ class JobHandler:
         self._publisher = publisher
         self._worker = worker_name
         self._retry_steps = retry_steps(settings)
+        self._stats = stats or WorkerStats(worker_name, None, settings.stats_interval_s)
 
     def __call__(self, delivery: Delivery) -> Outcome:
         try:
@@ -64,6 +67,7 @@ class JobHandler:
         except ValidationError as exc:
             error = f"not a valid job message: {_summarise(exc)}"
             logger.error("dead-lettering an invalid message (%s)", error)
+            self._stats.failed(None, "invalid_message")
             return self._dead_letter(delivery, None, "invalid_message", error, attempts=1)
 
         job_id = message.job_id
@@ -88,6 +92,7 @@ class JobHandler:
             return Outcome.ACK
         except PermanentFailure as failure:
             logger.warning("job failed for good: %s (%s)", failure.error, failure.reason, **log)
+            self._stats.failed(message.operations, failure.reason)
             self._record_failure(record, failure)
             return self._dead_letter(delivery, job_id, failure.reason, failure.error, attempt)
         except (StorageUnavailable, PublishFailed) as exc:
@@ -133,6 +138,7 @@ class JobHandler:
         record.finished_at = utcnow()
         record.error = record.error_reason = None
         self._jobs.save(record)
+        self._stats.completed(record)  # once the record says completed: a redelivery is not counted again
         self._publish_event(record)
         logger.info(
             "completed: %dx%d %s, %d bytes in %.0f ms",
@@ -148,6 +154,7 @@ class JobHandler:
         if attempt >= self._settings.max_attempts:
             failure = PermanentFailure("attempts_exhausted", f"gave up after {attempt} attempts; last error: {error}")
             logger.warning("%s", failure.error, **log)
+            self._stats.failed(record.operations if record else None, failure.reason)
             self._record_failure(record, failure)
             return self._dead_letter(delivery, job_id, failure.reason, failure.error, attempt)
 
@@ -162,6 +169,7 @@ class JobHandler:
             logger.warning("could not schedule a retry; handing the message back", **log)
             return Outcome.REQUEUE
         logger.warning("attempt %d failed (%s); retrying in %d ms", attempt, error, step.delay_ms, **log)
+        self._stats.retried()
         if record is not None:
             record.status = JobStatus.RETRYING
             record.error = error
