@@ -7,7 +7,9 @@ from fastapi import FastAPI
 
 from api.dependencies import Services
 from api.limits import UploadSizeLimit
-from api.routes import dlq, health, jobs
+from api.metrics import UploadMetrics
+from api.monitoring import Monitoring, upload_counters
+from api.routes import dlq, health, jobs, metrics
 from common.logs import configure_logging
 from common.settings import settings
 
@@ -16,7 +18,9 @@ from common.settings import settings
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     configure_logging(settings, "api")
     app.state.services = Services.create(settings)
+    app.state.monitoring = Monitoring(settings, app.state.services.store)
     yield
+    app.state.monitoring.close()
     app.state.services.close()
 
 
@@ -26,6 +30,9 @@ app = FastAPI(
     lifespan=lifespan,
 )
 app.add_middleware(UploadSizeLimit, max_file_bytes=settings.max_upload_bytes)
+# Outermost, so it also counts the size limit's refusals.
+app.add_middleware(UploadMetrics, counters=upload_counters)
 app.include_router(jobs.router)
 app.include_router(health.router)
 app.include_router(dlq.router)
+app.include_router(metrics.router)

@@ -1,0 +1,27 @@
+"""GET /metrics (Prometheus text format) and GET /stats (the same picture as JSON)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from api.monitoring import Monitoring
+
+router = APIRouter(tags=["monitoring"])
+
+
+def get_monitoring(request: Request) -> Monitoring:
+    return request.app.state.monitoring
+
+
+MonitoringDep = Annotated[Monitoring, Depends(get_monitoring)]
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+def metrics(monitoring: MonitoringDep) -> Response:
+    return Response(monitoring.metrics(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/stats")
+def stats(monitoring: MonitoringDep) -> dict:
+    return monitoring.stats()
