@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import BasicProperties
+from pydantic import BaseModel
 
 from common.amqp import Publisher, connection_parameters
 from common.jobs import JobStatus, JobStore
@@ -32,8 +33,7 @@ _FAILURE_HEADERS = (
 )
 
 
-@dataclass
-class DeadLetter:
+class DeadLetter(BaseModel):
     job_id: str | None
     reason: str
     error: str | None
@@ -63,14 +63,12 @@ class DeadLetter:
         )
 
 
-@dataclass
-class DeadLetterStats:
+class DeadLetterStats(BaseModel):
     count: int
     by_reason: dict[str, int]
     oldest_failed_at: datetime | None
     oldest_age_s: float | None
     recent: list[DeadLetter]
-    scanned: int
 
 
 @dataclass
@@ -99,7 +97,6 @@ class DeadLetterQueue:
             oldest_failed_at=oldest,
             oldest_age_s=round((datetime.now(timezone.utc) - oldest).total_seconds(), 1) if oldest else None,
             recent=list(reversed(letters[-recent:])) if recent else [],
-            scanned=len(letters),
         )
 
     def replay(self, job_id: str | None = None, reason: str | None = None) -> ReplayResult:

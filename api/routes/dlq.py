@@ -1,32 +1,13 @@
 """The dead-letter queue: what failed and why, and moving jobs back once the cause is fixed."""
 
-from datetime import datetime
-
 from fastapi import APIRouter, HTTPException, status
 from pika.exceptions import AMQPError
 from pydantic import BaseModel, Field
 
 from api.dependencies import ServicesDep
-from common.deadletters import DeadLetterQueue
+from common.deadletters import DeadLetterQueue, DeadLetterStats
 
 router = APIRouter(prefix="/dlq", tags=["dead letters"])
-
-
-class DeadLetterEntry(BaseModel):
-    job_id: str | None
-    reason: str
-    error: str | None
-    attempts: int | None
-    failed_at: datetime | None
-    worker: str | None
-
-
-class DeadLetterStatsResponse(BaseModel):
-    count: int
-    by_reason: dict[str, int]
-    oldest_failed_at: datetime | None
-    oldest_age_s: float | None
-    recent: list[DeadLetterEntry]
 
 
 class ReplayRequest(BaseModel):
@@ -53,19 +34,12 @@ def _broker_unavailable(exc: Exception) -> HTTPException:
     )
 
 
-@router.get("/stats", response_model=DeadLetterStatsResponse)
-def dead_letter_stats(services: ServicesDep, recent: int = 10) -> DeadLetterStatsResponse:
+@router.get("/stats", response_model=DeadLetterStats)
+def dead_letter_stats(services: ServicesDep, recent: int = 10) -> DeadLetterStats:
     try:
-        stats = _queue(services).stats(recent=max(0, min(recent, 100)))
+        return _queue(services).stats(recent=max(0, min(recent, 100)))
     except (AMQPError, OSError) as exc:
         raise _broker_unavailable(exc) from exc
-    return DeadLetterStatsResponse(
-        count=stats.count,
-        by_reason=stats.by_reason,
-        oldest_failed_at=stats.oldest_failed_at,
-        oldest_age_s=stats.oldest_age_s,
-        recent=[DeadLetterEntry(**vars(letter)) for letter in stats.recent],
-    )
 
 
 @router.post("/replay", response_model=ReplayResponse)
