@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
@@ -284,9 +285,8 @@ class Consumer:
             try:
                 outcome = self._run_handler(delivery)
                 try:
-                    delivery.channel.connection.add_callback_threadsafe(
-                        lambda: _settle(delivery, outcome)
-                    )
+                    # partial, not a lambda: the loop rebinds delivery before the callback runs.
+                    delivery.channel.connection.add_callback_threadsafe(partial(_settle, delivery, outcome))
                 except (AMQPError, OSError, AttributeError):
                     logger.warning(
                         "%s: connection gone before settling delivery %d; the broker will redeliver it",

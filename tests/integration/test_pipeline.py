@@ -211,3 +211,21 @@ def test_callback_url_gets_a_signed_completion_event(system: System, sample_jpg)
         assert headers["X-Imgpipe-Signature"] == expected
     finally:
         server.shutdown()
+
+
+def test_prefetch_above_one_settles_every_message_once(make_system, sample_jpg) -> None:
+    """With several messages in hand, each verdict must go back for its own delivery."""
+    system = make_system(workers=("worker-a",), notifier=False, PREFETCH_COUNT="4")
+    with open(sample_jpg, "rb") as handle:
+        data = handle.read()
+    job_ids = []
+    with system.http as client:
+        for _ in range(16):
+            response = client.post("/upload", files={"file": ("s.jpg", data)}, data={"operations": "resize(width=32)"})
+            assert response.status_code == 202, response.text
+            job_ids.append(response.json()["job_id"])
+    statuses = [system.wait_finished(job_id) for job_id in job_ids]
+    assert [s["status"] for s in statuses] == ["completed"] * 16
+    assert all(s["attempts"] == 1 for s in statuses)
+    wait_for(lambda: system.vhost.queue("images.jobs.work")["messages_unacknowledged"] == 0, 20, "every ack")
+    assert system.services["worker-a"].running
