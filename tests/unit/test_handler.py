@@ -1,0 +1,158 @@
+"""The worker's decisions for one message, with in-memory fakes for storage and the broker.
+
+The integration tests show the same paths end to end; these pin down the decision logic itself:
+what is retried, when, what is dead-lettered with which headers, what is not processed twice.
+"""
+
+import io
+from types import SimpleNamespace
+
+import pytest
+from PIL import Image
+from pika.spec import BasicProperties
+
+from common.amqp import Delivery, Outcome, PublishFailed
+from common.jobs import JobRecord, JobStatus, OriginalInfo, original_key
+from common.operations import Resize
+from common.settings import Settings
+from common.storage import ObjectMissing, StorageUnavailable
+from worker.handler import ATTEMPT_HEADER, JobHandler
+
+JOB_ID = "0123456789abcdef0123456789abcdef"
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.failing_puts = 0
+
+    def get(self, key: str) -> bytes:
+        if key not in self.objects:
+            raise ObjectMissing(key)
+        return self.objects[key]
+
+    def put(self, key: str, data: bytes, content_type: str, metadata=None) -> None:
+        if self.failing_puts:
+            self.failing_puts -= 1
+            raise StorageUnavailable("storage down")
+        self.objects[key] = data
+
+
+class FakeJobs:
+    def __init__(self) -> None:
+        self.records: dict[str, JobRecord] = {}
+
+    def get(self, job_id: str) -> JobRecord | None:
+        record = self.records.get(job_id)
+        return record.model_copy(deep=True) if record else None
+
+    def save(self, record: JobRecord) -> None:
+        self.records[record.job_id] = record.model_copy(deep=True)
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.published: list[SimpleNamespace] = []
+        self.fail = False
+
+    def publish(self, exchange, routing_key, body, *, message_id=None, headers=None, content_type=None) -> None:
+        if self.fail:
+            raise PublishFailed("broker down")
+        self.published.append(SimpleNamespace(exchange=exchange, routing_key=routing_key, body=body, headers=headers or {}))
+
+    def to(self, exchange: str) -> list[SimpleNamespace]:
+        return [p for p in self.published if p.exchange == exchange]
+
+
+@pytest.fixture
+def world():
+    settings = Settings(_env_file=None, max_attempts=3, retry_base_delay_ms=1000)
+    store, jobs, publisher = FakeStore(), FakeJobs(), FakePublisher()
+    buffer = io.BytesIO()
+    Image.new("RGB", (400, 300), "navy").save(buffer, "JPEG")
+    store.objects[original_key(JOB_ID)] = buffer.getvalue()
+    record = JobRecord(
+        job_id=JOB_ID, status=JobStatus.QUEUED, operations=[Resize(width=100)], quality=85,
+        original=OriginalInfo(key=original_key(JOB_ID), format="jpeg", width=400, height=300, bytes=1),
+    )
+    jobs.save(record)
+    handler = JobHandler(settings, store, jobs, publisher, "worker-t")
+    return SimpleNamespace(handler=handler, store=store, jobs=jobs, publisher=publisher, record=record)
+
+
+def delivery(body: bytes, headers: dict | None = None) -> Delivery:
+    return Delivery(body, BasicProperties(headers=headers, message_id=JOB_ID), 1, False, "job", channel=None)
+
+
+def message(world) -> bytes:
+    return world.record.to_message().model_dump_json().encode()
+
+
+def test_handler_completes_and_publishes_the_event(world) -> None:
+    assert world.handler(delivery(message(world))) is Outcome.ACK
+    record = world.jobs.get(JOB_ID)
+    assert record.status is JobStatus.COMPLETED
+    assert (record.result.width, record.result.height, record.attempts, record.worker) == (100, 75, 1, "worker-t")
+    assert [p.routing_key for p in world.publisher.to("images.events")] == ["job.completed"]
+
+
+def test_handler_retries_a_transient_failure_through_the_delay_queue(world) -> None:
+    world.store.failing_puts = 1
+    assert world.handler(delivery(message(world))) is Outcome.ACK
+    (retry,) = world.publisher.to("images.retry")
+    assert retry.routing_key == "retry.1000ms"
+    assert retry.headers[ATTEMPT_HEADER] == 1
+    assert "storage down" in retry.headers["x-last-error"]
+    record = world.jobs.get(JOB_ID)
+    assert record.status is JobStatus.RETRYING
+    assert record.attempts == 1 and record.next_attempt_at is not None
+
+    # Back from the delay queue: the second attempt succeeds.
+    assert world.handler(delivery(retry.body, retry.headers)) is Outcome.ACK
+    record = world.jobs.get(JOB_ID)
+    assert record.status is JobStatus.COMPLETED and record.attempts == 2
+
+
+def test_handler_doubles_the_delay_and_gives_up_after_max_attempts(world) -> None:
+    world.store.failing_puts = 10
+    headers = None
+    for expected_key in ("retry.1000ms", "retry.2000ms"):
+        assert world.handler(delivery(message(world), headers)) is Outcome.ACK
+        headers = world.publisher.to("images.retry")[-1].headers
+        assert world.publisher.to("images.retry")[-1].routing_key == expected_key
+    assert world.handler(delivery(message(world), headers)) is Outcome.ACK
+    (dead,) = world.publisher.to("images.dlx")
+    assert dead.headers["x-failure-reason"] == "attempts_exhausted"
+    assert "gave up after 3 attempts" in dead.headers["x-failure-error"]
+    record = world.jobs.get(JOB_ID)
+    assert record.status is JobStatus.FAILED and record.error_reason == "attempts_exhausted"
+    assert [p.routing_key for p in world.publisher.to("images.events")] == ["job.failed"]
+
+
+def test_handler_dead_letters_a_missing_original_without_retrying(world) -> None:
+    del world.store.objects[original_key(JOB_ID)]
+    assert world.handler(delivery(message(world))) is Outcome.ACK
+    assert world.publisher.to("images.retry") == []
+    (dead,) = world.publisher.to("images.dlx")
+    assert (dead.headers["x-failure-reason"], dead.headers["x-job-id"]) == ("original_missing", JOB_ID)
+    assert world.jobs.get(JOB_ID).status is JobStatus.FAILED
+
+
+def test_handler_does_not_process_a_completed_job_again(world) -> None:
+    world.handler(delivery(message(world)))
+    result_key = world.jobs.get(JOB_ID).result.key
+    del world.store.objects[result_key]
+    assert world.handler(delivery(message(world))) is Outcome.ACK
+    assert result_key not in world.store.objects  # not written a second time
+    assert [p.routing_key for p in world.publisher.to("images.events")] == ["job.completed", "job.completed"]
+
+
+def test_handler_nacks_to_the_queue_dead_letter_exchange_when_it_cannot_publish(world) -> None:
+    world.publisher.fail = True
+    assert world.handler(delivery(b"{not json")) is Outcome.DEAD_LETTER
+
+
+def test_handler_hands_the_message_back_when_no_retry_can_be_scheduled(world) -> None:
+    world.store.failing_puts = 1
+    world.publisher.fail = True
+    assert world.handler(delivery(message(world))) is Outcome.REQUEUE
