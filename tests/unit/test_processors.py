@@ -271,3 +271,22 @@ def test_filter_kernels_change_image_keep_size_mode_and_alpha(name, mode):
     assert mean_difference(source.convert("RGB"), result.convert("RGB")) > 1
     if mode == "RGBA":
         assert result.getchannel("A").tobytes() == source.getchannel("A").tobytes()
+
+
+def test_watermark_reuses_a_rendered_stamp_with_the_same_pixels():
+    watermark_module._stamps.clear()
+    source = make_photo((400, 300))
+    first = apply(source, Watermark(text="cached"))
+    assert len(watermark_module._stamps) == 1
+    second = apply(source, Watermark(text="cached"))
+    assert len(watermark_module._stamps) == 1
+    assert first.tobytes() == second.tobytes()
+
+
+def test_watermark_does_not_keep_large_stamps():
+    watermark_module._stamps.clear()
+    apply(make_photo((2000, 1500)), Watermark(text="BIG", size=0.5))  # a stamp of about 1500×750
+    assert watermark_module._stamps == {}
+    for index in range(watermark_module.STAMP_CACHE_SIZE + 5):
+        apply(make_photo((60, 40)), Watermark(text=f"t{index}"))
+    assert len(watermark_module._stamps) == watermark_module.STAMP_CACHE_SIZE

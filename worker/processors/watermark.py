@@ -5,6 +5,8 @@ goes, so the cost follows the text's size, not the image's. The image keeps its 
 gets a grey-level watermark, LA and RGBA images are alpha-composited and keep their alpha.
 """
 
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 
@@ -49,7 +51,32 @@ def _font(size: int) -> Font:
     return ImageFont.truetype(str(path), size) if path else ImageFont.load_default(size=size)
 
 
+# Rendered stamps, reused: most jobs ask for the same text on outputs of a few sizes, and rendering
+# costs about as much as encoding an 800 px JPEG. Only small stamps are kept (the cache stays under
+# STAMP_CACHE_SIZE × 1 MB); callers never modify a stamp.
+STAMP_CACHE_SIZE = 32
+STAMP_CACHE_MAX_PIXELS = 256 * 1024
+_stamps: OrderedDict[tuple[str, int, int, float], Image.Image] = OrderedDict()
+_stamps_lock = threading.Lock()
+
+
 def _stamp(text: str, height: int, max_width: int, opacity: float) -> Image.Image:
+    key = (text, height, max_width, opacity)
+    with _stamps_lock:
+        stamp = _stamps.get(key)
+        if stamp is not None:
+            _stamps.move_to_end(key)
+            return stamp
+    stamp = _render_stamp(*key)
+    if stamp.width * stamp.height <= STAMP_CACHE_MAX_PIXELS:
+        with _stamps_lock:
+            _stamps[key] = stamp
+            while len(_stamps) > STAMP_CACHE_SIZE:
+                _stamps.popitem(last=False)
+    return stamp
+
+
+def _render_stamp(text: str, height: int, max_width: int, opacity: float) -> Image.Image:
     """The text on a transparent RGBA canvas, shrunk (down to MIN_TEXT_HEIGHT) to fit max_width."""
     font, stroke, box = _measure(text, height)
     width = box[2] - box[0]
