@@ -18,7 +18,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 
 from load_test import cli
 from load_test.client import Submission
-from load_test.system import Broker, QueueSampler
+from load_test.system import Broker, CpuMeter, QueueSampler
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         broker.close()
 
     submissions = [Submission(images[i % len(images)]) for i in range(args.count)]
-    with QueueSampler(settings, args.sample_interval, args.management_url) as sampler:
+    with CpuMeter() as cpu, QueueSampler(settings, args.sample_interval, args.management_url) as sampler:
         with cli.RunProgress(len(submissions), args.quiet) as progress:
             jobs = cli.make_client(args, settings, progress).run_sync(submissions)
     out = args.out or cli.default_out("bulk_upload", workers[0])
@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         settings=cli.run_settings(args, api_url),
         warmup=args.warmup,
         queue_ready_at_start=ready_at_start,
+        cpu=cpu.result,
     )
 
 

@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 from load_test import cli
 from load_test.client import Submission
 from load_test.results import COMPLETED, LOST, JobResult, percentiles
-from load_test.system import Broker, QueueSampler
+from load_test.system import Broker, CpuMeter, QueueSampler
 
 
 def burst_summary(index: int, jobs: list[JobResult]) -> dict:
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         for k in range(args.bursts)
         for i in range(args.burst_size)
     ]
-    with QueueSampler(settings, args.sample_interval, args.management_url) as sampler:
+    with CpuMeter() as cpu, QueueSampler(settings, args.sample_interval, args.management_url) as sampler:
         with cli.RunProgress(len(submissions), args.quiet) as progress:
             jobs = cli.make_client(args, settings, progress).run_sync(submissions)
     bursts = [burst_summary(k, [j for j in jobs if j.burst == k]) for k in range(args.bursts)]
@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         bursts=bursts,
         queue_ready_at_start=ready_at_start,
+        cpu=cpu.result,
     )
 
 

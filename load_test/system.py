@@ -159,3 +159,97 @@ def stack_running() -> bool:
         [str(PROJECT_DIR / "tools" / "stack.sh"), "ps"], cwd=PROJECT_DIR, capture_output=True, text=True
     )
     return result.returncode == 0 and "RUNNING" in result.stdout
+
+
+def _processes() -> dict[int, tuple[int, int, str]]:
+    """pid → (parent pid, CPU ticks used so far, command name), from /proc."""
+    table = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        table[int(stat.parent.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]), name)
+    return table
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine since boot, all cores."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values[:8]) - idle, sum(values[:8])
+
+
+def _descendants(table: dict[int, tuple[int, int, str]], roots: set[int]) -> set[int]:
+    found = set(roots)
+    changed = True
+    while changed:
+        children = {pid for pid, (ppid, _, _) in table.items() if ppid in found} - found
+        found |= children
+        changed = bool(children)
+    return found
+
+
+class CpuMeter:
+    """Where the machine's CPU time went during a run, in % of all cores (Linux, /proc).
+
+    `stack`: the services started by `make run` (supervisord's process tree), `broker`: RabbitMQ,
+    `client`: this load tool, `other`: everything else (other users of the machine; a run with a
+    large `other` share was measured on a busy machine). Processes that ended during the run count
+    as `other`.
+    """
+
+    def __init__(self) -> None:
+        self.result: dict | None = None
+        self._pid_file = PROJECT_DIR / ".run" / "supervisord.pid"
+
+    def __enter__(self) -> "CpuMeter":
+        self._start = (_machine_ticks(), _processes())
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        try:
+            self.result = self._measure()
+        except (OSError, ValueError, IndexError) as exc:
+            logger.warning("CPU accounting unavailable: %s", exc)
+
+    def _measure(self) -> dict:
+        (busy0, total0), before = self._start
+        (busy1, total1), after = _machine_ticks(), _processes()
+        total = max(1, total1 - total0)
+
+        def used(pids: set[int]) -> int:
+            return sum(after[p][1] - (before[p][1] if p in before else 0) for p in pids if p in after)
+
+        stack_roots = set()
+        if self._pid_file.exists():
+            stack_roots = {int(self._pid_file.read_text().strip() or 0)} & set(after)
+        stack = _descendants(after, stack_roots) if stack_roots else set()
+        broker = {pid for pid, (_, _, name) in after.items() if name == "beam.smp"} - stack
+        client = {os.getpid()}
+        busy = busy1 - busy0
+        parts = {"stack": used(stack), "broker": used(broker), "client": used(client)}
+        share = {name: round(100 * ticks / total, 1) for name, ticks in parts.items()}
+        return {
+            "cores": os.cpu_count(),
+            "busy_pct": round(100 * busy / total, 1),
+            **{f"{name}_pct": value for name, value in share.items()},
+            "stack_pct": share["stack"] if stack else None,
+            "other_pct": round(100 * max(0, busy - sum(parts.values())) / total, 1),
+        }
+
+
+def wait_for_quiet_machine(max_other_pct: float, timeout: float, window: float = 3.0) -> float | None:
+    """Waits (up to `timeout` s) for a `window` in which other processes use under `max_other_pct`
+    of the CPUs; returns the last share seen (None if it cannot be measured)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with CpuMeter() as meter:
+            time.sleep(window)
+        if meter.result is None:
+            return None
+        other = meter.result["other_pct"]
+        if other <= max_other_pct or time.monotonic() > deadline:
+            return other
