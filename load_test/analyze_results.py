@@ -46,6 +46,29 @@ def per_worker_share(summary: dict) -> str:
     return " / ".join(f"{100 * n / total:.0f}%" for _, n in sorted(counts.items()))
 
 
+def cpu_seconds_per_image(summary: dict) -> float | None:
+    """CPU time the system under test (natively: supervisord's processes) spent per finished job."""
+    cpu, duration = summary.get("cpu") or {}, summary.get("duration_s")
+    finished = (summary.get("completed") or 0) + (summary.get("failed") or 0)
+    if cpu.get("stack_pct") is None or not cpu.get("cores") or not duration or not finished:
+        return None
+    return cpu["stack_pct"] / 100 * cpu["cores"] * duration / finished
+
+
+def cpu_ceiling(runs: list[Run]) -> tuple[float, float, int] | None:
+    """(img/s the CPUs allow, median CPU-s per image, cores) over the runs that measured it."""
+    costs = sorted(c for r in runs if (c := cpu_seconds_per_image(r.summary)) is not None)
+    cores = next(((r.summary.get("cpu") or {}).get("cores") for r in runs if r.summary.get("cpu")), None)
+    if not costs or not cores:
+        return None
+    median = (
+        costs[len(costs) // 2]
+        if len(costs) % 2
+        else (costs[len(costs) // 2 - 1] + costs[len(costs) // 2]) / 2
+    )
+    return cores / median, median, cores
+
+
 def _fmt(value, digits: int = 0) -> str:
     if value is None:
         return "-"
@@ -72,7 +95,8 @@ def table_rows(runs: list[Run]) -> list[Row]:
                 "p99 ms": _fmt(latency.get("p99")),
                 "worker p50 ms": _fmt((s.get("processing_ms") or {}).get("p50")),
                 "server p50 ms": _fmt(server.get("p50")),
-                "load avg": _fmt((s.get("load_average_1m") or {}).get("mean"), 1),
+                "CPU-s/img": _fmt(cpu_seconds_per_image(s), 2),
+                "others' CPU %": _fmt((s.get("cpu") or {}).get("other_pct")),
                 "per-worker share": per_worker_share(s),
             }
         )
@@ -155,6 +179,15 @@ def chart_throughput(runs: list[Run], out: Path, cores: int | None) -> Path | No
         ax.annotate(f"{t:.2f}", (w, t), textcoords="offset points", xytext=(0, 8), ha="center")
     if cores and cores <= top:
         ax.axvline(cores, color="tab:red", linestyle=":", label=f"CPU cores ({cores})")
+    ceiling = cpu_ceiling(scaled)
+    if ceiling:
+        limit, cost, n = ceiling
+        ax.axhline(
+            limit,
+            color="tab:orange",
+            linestyle="-.",
+            label=f"CPU ceiling: {n} cores ÷ {cost:.2f} CPU-s per image = {limit:.1f}/s",
+        )
     ax.set_title("Throughput vs workers")
     ax.set_xlabel("workers")
     ax.set_ylabel("throughput (images/s)")
@@ -162,7 +195,7 @@ def chart_throughput(runs: list[Run], out: Path, cores: int | None) -> Path | No
     ax.set_xlim(0, top + 0.5)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", fontsize="small")
     return _save(fig, out / "throughput_vs_workers.png")
 
 
@@ -292,12 +325,41 @@ def scaling_notes(runs: list[Run], cores: int | None) -> list[str]:
         notes.append(
             f"{s['workers']} workers: {100 * efficiency:.0f}% of linear scaling from {base['workers']}."
         )
+    ceiling = cpu_ceiling(scaled)
+    if ceiling:
+        limit, cost, n = ceiling
+        notes.append(
+            f"The system under test spent {cost:.2f} CPU-seconds per image (median over the runs: "
+            f"API, S3 server, workers), so {n} cores can finish at most {n} ÷ {cost:.2f} = {limit:.1f} "
+            "images/s, whatever the number of workers."
+        )
     if cores:
         notes.append(
             f"This machine has {cores} CPU cores, shared by the workers, the API, RabbitMQ, "
             "the S3 server and the load client."
         )
     return notes
+
+
+def burst_note(summary: dict) -> str:
+    settings, bursts = summary.get("settings") or {}, summary["bursts"]
+    size, interval = settings.get("burst_size"), settings.get("interval_s")
+    throughput = summary.get("throughput_img_s") or 0
+    if not size or not interval or not throughput:
+        return ""
+    offered = size / interval
+    first_drain = bursts[0].get("drain_s")
+    if first_drain and first_drain <= interval:
+        verdict = "each burst drained before the next one arrived."
+    else:
+        verdict = (
+            f"a burst needs about {size / throughput:.1f} s to drain at the measured throughput, longer "
+            "than the interval, so the backlog (and each later burst's latency) grows burst after burst."
+        )
+    return (
+        f"Offered load while the bursts last: {size} images every {interval:g} s = {offered:.1f} images/s, "
+        f"against a measured throughput of {throughput:.2f} images/s: {verdict}"
+    )
 
 
 def write_report(runs: list[Run], rows: list[Row], charts: list[Path], out: Path, title: str) -> Path:
@@ -315,9 +377,12 @@ def write_report(runs: list[Run], rows: list[Row], charts: list[Path], out: Path
         "the job ended; *worker p50* is the worker's own time per job (`started_at → finished_at`), "
         "*server p50* the job record's `created_at → finished_at`. Throughput counts jobs that ended "
         "(completed or failed) over the time from the first upload to the last job's end. "
-        "*per-worker share*: completed jobs per worker, in worker-name order. *load avg*: the machine's "
-        "mean 1-minute load average during the run (the system, the client and anything else running; "
-        "well above the number of CPUs means the run competed for them).",
+        "*CPU-s/img*: CPU time the system under test (the services `make run` starts; not RabbitMQ) "
+        "spent per finished job. *per-worker share*: completed jobs per worker, in worker-name order. "
+        "*others' CPU %*: share of the "
+        "machine's CPU time (all cores) used during the run by processes other than the system under "
+        "test, RabbitMQ and the load client: other users of the machine; a large value means the run "
+        "competed with them.",
         "",
     ]
     notes = scaling_notes(runs, machine.get("cpus"))
@@ -343,7 +408,7 @@ def write_report(runs: list[Run], rows: list[Row], charts: list[Path], out: Path
                 b["lost"],
             ]
             lines.append("| " + " | ".join(map(str, cells)) + " |")
-        lines.append("")
+        lines += ["", burst_note(run.summary), ""]
     lines += ["## Charts", ""]
     for chart in charts:
         name = chart.stem.replace("_", " ")
@@ -352,6 +417,7 @@ def write_report(runs: list[Run], rows: list[Row], charts: list[Path], out: Path
     for run in runs:
         settings = run.summary.get("settings") or {}
         described = ", ".join(f"{k}={v}" for k, v in settings.items() if v is not None)
+        described = described.replace(f"{PROJECT_DIR}/", "")
         lines.append(
             f"- `{run.label}` ({run.summary.get('tool')}, {run.summary.get('started_at')}): {described}"
         )

@@ -18,7 +18,7 @@ from pathlib import Path
 from common.settings import settings
 from load_test import analyze_results, bulk_upload, burst_test
 from load_test.cli import RESULTS_DIR, check_api, console
-from load_test.system import PROJECT_DIR, Broker, stack_running
+from load_test.system import PROJECT_DIR, Broker, stack_running, wait_for_quiet_machine
 from test_images.generate import PROFILES, generate
 
 DEFAULT_OPERATIONS = "resize(width=1920,height=1920),filter(name=sharpen),watermark"
@@ -40,6 +40,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--image-count", type=int, default=40, help="distinct images in the set")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, help="default: results/<experiment>")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=300,
+        help="before each run, wait up to this many s for other processes to use < 20%% of the CPUs",
+    )
     return parser.parse_args(argv)
 
 
@@ -77,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         for count in workers:
             run_dir = out / f"workers-{count}"
             console.rule(f"{args.experiment}: {count} worker(s)")
+            other = wait_for_quiet_machine(20, args.quiet_wait)
+            if other is not None and other > 20:
+                console.print(
+                    f"[yellow]warning: other processes use {other:.0f}% of the CPUs; "
+                    "this run competes with them (see the report)[/yellow]"
+                )
             if args.experiment == "scaling":
                 code = bulk_upload.main(
                     [
