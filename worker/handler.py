@@ -13,6 +13,7 @@ published, or the copy in the retry or dead-letter queue confirmed by the broker
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -59,6 +60,9 @@ class JobHandler:
         self._publisher = publisher
         self._worker = worker_name
         self._retry_steps = retry_steps(settings)
+        # Storage round trips that need not wait for each other: the original is fetched while the
+        # record is read, and the "processing" record is written while the image is processed.
+        self._io = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"{worker_name}-io")
         self._stats = stats or WorkerStats(worker_name, None, settings.stats_interval_s)
 
     def __call__(self, delivery: Delivery) -> Outcome:
@@ -75,6 +79,7 @@ class JobHandler:
         record: JobRecord | None = None
         attempt = int(delivery.headers.get(ATTEMPT_HEADER, 0)) + 1
         try:
+            original = self._io.submit(self._store.get, message.original_key)
             record = self._jobs.get(job_id)
             if record is None:
                 raise PermanentFailure("unknown_job", f"no job record for {job_id}")
@@ -88,7 +93,7 @@ class JobHandler:
                     "attempts_exhausted",
                     f"gave up after {record.attempts} attempts; last error: {record.error or 'none recorded'}",
                 )
-            self._run(message, record, attempt)
+            self._run(message, record, attempt, original)
             return Outcome.ACK
         except PermanentFailure as failure:
             logger.warning("job failed for good: %s (%s)", failure.error, failure.reason, **log)
@@ -98,31 +103,35 @@ class JobHandler:
         except (StorageUnavailable, PublishFailed) as exc:
             return self._retry_later(delivery, job_id, record, attempt, exc)
 
-    def _run(self, message: JobMessage, record: JobRecord, attempt: int) -> None:
+    def _run(self, message: JobMessage, record: JobRecord, attempt: int, original: Future[bytes]) -> None:
         log = {"extra": {"job_id": record.job_id}}
         record.status = JobStatus.PROCESSING
         record.started_at = utcnow()
         record.attempts = attempt
         record.worker = self._worker
         record.next_attempt_at = None
-        self._jobs.save(record)
+        writing = self._io.submit(self._jobs.save, record.model_copy(deep=True))
         logger.info("processing (attempt %d) %s", attempt, _describe(message), **log)
 
         try:
-            original = self._store.get(message.original_key)
-        except ObjectMissing as exc:
-            raise PermanentFailure("original_missing", str(exc)) from exc
-        try:
-            processed = process_image(
-                original,
-                message.operations,
-                message.output_format,
-                message.quality,
-                self._settings.max_image_pixels,
-                deadline=time.monotonic() + self._settings.job_time_limit_s,
-            )
-        except ImageRejected as exc:
-            raise PermanentFailure(exc.reason, str(exc)) from exc
+            try:
+                data = original.result()
+            except ObjectMissing as exc:
+                raise PermanentFailure("original_missing", str(exc)) from exc
+            try:
+                processed = process_image(
+                    data,
+                    message.operations,
+                    message.output_format,
+                    message.quality,
+                    self._settings.max_image_pixels,
+                    deadline=time.monotonic() + self._settings.job_time_limit_s,
+                )
+            except ImageRejected as exc:
+                raise PermanentFailure(exc.reason, str(exc)) from exc
+        finally:
+            wait([writing])  # the record's next write (completed, failed, retrying) comes after it
+        writing.result()  # a failed status write is a transient failure, as it was when written first
 
         key = result_key(record.job_id, processed.format)
         self._store.put(key, processed.data, content_type=processed.content_type)
