@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 WORKERS ?= 1
-REQUIREMENTS := requirements-dev.txt common/requirements.txt api/requirements.txt worker/requirements.txt notification/requirements.txt
+REQUIREMENTS := requirements-dev.txt common/requirements.txt api/requirements.txt worker/requirements.txt notification/requirements.txt bench/requirements.txt
 
 .PHONY: help venv run stop scale ps logs clean test test-unit test-integration lint
 
@@ -67,3 +67,12 @@ experiment-burst: venv ## BURSTS bursts of BURST_SIZE every INTERVAL s, then res
 
 test-images: venv ## generate a test image set: make test-images COUNT=40 PROFILE=mixed
 	@$(PY) test_images/generate.py --count $(COUNT) --profile $(PROFILE)
+
+# --- The benchmark (bench/, README "Performance") ---
+.PHONY: bench bench-quick
+
+bench: venv ## limit, libvips, the system and Celery side by side: results/bench/bench.json and bench.png
+	@$(PY) -m bench
+
+bench-quick: venv ## the benchmark on one tiny size with a few jobs: checks that it works, not how fast
+	@$(PY) -m bench --quick

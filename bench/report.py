@@ -1,0 +1,115 @@
+"""bench.json, the table and the chart."""
+
+import json
+from pathlib import Path
+
+CONTENDERS = (
+    ("limit_img_s", None, "limit (pipeline in-process)"),
+    ("libvips_img_s", None, "libvips (pyvips)"),
+    ("system_img_s", "1", "system, 1 worker"),
+    ("system_img_s", "2", "system, 2 workers"),
+    ("celery_img_s", "1", "Celery, 1 process"),
+    ("celery_img_s", "2", "Celery, 2 processes"),
+)
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if not numerator or not denominator:
+        return None
+    return round(numerator / denominator, 3)
+
+
+def size_figures(
+    image, inprocess: dict[str, float], system: dict, celery: dict
+) -> dict:
+    """The per-size entry of bench.json from the measurements (`system`/`celery`: workers → EndToEnd)."""
+    system_img_s = {w: result.img_s for w, result in system.items()}
+    celery_img_s = {w: result.img_s for w, result in celery.items()}
+    most = max(system)  # the most workers measured: the figures compared are those
+    system_p50, celery_p50 = system[most].p50_ms, celery[most].p50_ms
+    return {
+        "width": image.width,
+        "height": image.height,
+        "megapixels": round(image.megapixels, 2),
+        "bytes": image.path.stat().st_size,
+        "limit_img_s": inprocess["limit"],
+        "libvips_img_s": inprocess["libvips"],
+        "system_img_s": system_img_s,
+        "celery_img_s": celery_img_s,
+        "system_p50_ms": system_p50,
+        "celery_p50_ms": celery_p50,
+        "worker_peak_rss_mb": max(result.peak_rss_mb for result in system.values()),
+        "celery_peak_rss_mb": max(result.peak_rss_mb for result in celery.values()),
+        "pipeline_vs_libvips": ratio(inprocess["limit"], inprocess["libvips"]),
+        "system_vs_limit": ratio(system_img_s[most], inprocess["limit"]),
+        "system_vs_celery": ratio(system_img_s[most], celery_img_s[most]),
+        "system_vs_celery_by_workers": {w: ratio(system_img_s[w], celery_img_s.get(w)) for w in system_img_s},
+        "p50_system_vs_celery": ratio(system_p50, celery_p50),
+    }
+
+
+def table(results: dict) -> str:
+    """A Markdown table: one row per size."""
+    header = (
+        "| size | limit img/s | libvips img/s | system img/s (1 / 2 workers) | Celery img/s (1 / 2) "
+        "| p50 ms system / Celery | pipeline ÷ libvips | system ÷ limit | system ÷ Celery | worker peak RSS MB |"
+    )
+    lines = [header, "|" + " --- |" * (header.count("|") - 1)]
+    for label, s in results["sizes"].items():
+        lines.append(
+            f"| {label} MP ({s['width']}×{s['height']}) | {s['limit_img_s']:.1f} | {s['libvips_img_s']:.1f} "
+            f"| {_pair(s['system_img_s'])} | {_pair(s['celery_img_s'])} "
+            f"| {_num(s['system_p50_ms'], 0)} / {_num(s['celery_p50_ms'], 0)} "
+            f"| {_num(s['pipeline_vs_libvips'], 2)} | {_num(s['system_vs_limit'], 2)} "
+            f"| {_num(s['system_vs_celery'], 2)} | {_num(s['worker_peak_rss_mb'], 0)} |"
+        )
+    return "\n".join(lines)
+
+
+def _pair(values: dict) -> str:
+    return " / ".join(f"{values[key]:.1f}" for key in sorted(values))
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def chart(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = list(results["sizes"])
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 8), height_ratios=(3, 2))
+    width = 0.8 / len(CONTENDERS)
+    for index, (key, workers, label) in enumerate(CONTENDERS):
+        values = [
+            results["sizes"][s][key] if workers is None else results["sizes"][s][key].get(workers, 0)
+            for s in sizes
+        ]
+        top.bar([i + (index - len(CONTENDERS) / 2 + 0.5) * width for i in range(len(sizes))], values, width, label=label)
+    top.set_yscale("log")
+    top.set_ylabel("images / second (log)")
+    top.set_xticks(range(len(sizes)), [f"{s} MP" for s in sizes])
+    top.set_title(f"resize to 800×800 + watermark, JPEG q85 — {results['machine']['cpus']} cores")
+    top.legend(fontsize=8, ncols=3)
+    for index, (key, label) in enumerate((("system_p50_ms", "system"), ("celery_p50_ms", "Celery"))):
+        values = [results["sizes"][s][key] or 0 for s in sizes]
+        bottom.bar([i + (index - 0.5) * 0.35 for i in range(len(sizes))], values, 0.35, label=label)
+    bottom.set_ylabel("p50 latency, one job at a time (ms)")
+    bottom.set_xticks(range(len(sizes)), [f"{s} MP" for s in sizes])
+    bottom.legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def write(results: dict, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "bench.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    (out_dir / "bench.md").write_text(table(results) + "\n")
+    chart(results, out_dir / "bench.png")
+    return path

@@ -1,0 +1,162 @@
+"""The real system end to end, started the way the integration tests start it, driven by the load
+tools' client: API, W workers and the notifier as processes, a private vhost on the local RabbitMQ,
+the bench's own SeaweedFS.
+
+A measurement has two parts on one image:
+    batch       `count` uploads submitted at once (`concurrency` in flight); throughput is finished
+                jobs / (first upload start → last job finished), as `load_test.results.summarize`
+                computes it.
+    sequential  `sequential` jobs one after the other on an idle system; p50 of their client-observed
+                latency (upload start → completion event received): what one user waits.
+"""
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import procs
+from common.settings import Settings
+from load_test.client import LoadClient, Submission
+from load_test.results import COMPLETED, percentiles, summarize
+from tests.integration.conftest import System, build_system
+from tests.support.broker import BrokerVhost
+
+
+@dataclass
+class EndToEnd:
+    """One contender's figures on one image: throughput, latency and what its processes used."""
+
+    img_s: float
+    p50_ms: float | None
+    batch_p50_ms: float | None
+    count: int
+    cpu_ms_per_job: dict[str, float] = field(default_factory=dict)  # process → CPU ms per batch job
+    machine_busy: float | None = None  # share of both cores in use during the batch
+    peak_rss_mb: float | None = None  # the workers' highest VmHWM during the batch
+    extra: dict = field(default_factory=dict)
+
+
+class MachineCpu:
+    """Busy share of all cores between `start()` and `stop()` (from /proc/stat)."""
+
+    def _read(self) -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = values[3] + values[4]
+        return sum(values) - idle, sum(values)
+
+    def start(self) -> None:
+        self._busy, self._total = self._read()
+
+    def stop(self) -> float:
+        busy, total = self._read()
+        return round((busy - self._busy) / max(1, total - self._total), 3)
+
+
+class CpuMeter:
+    """CPU seconds used by named processes over an interval, per job."""
+
+    def __init__(self, pids: dict[str, list[int]]) -> None:
+        self.pids = pids
+
+    def _read(self) -> dict[str, float]:
+        return {name: sum(procs.cpu_seconds(pid) for pid in pids) for name, pids in self.pids.items()}
+
+    def start(self) -> None:
+        self._before = self._read()
+
+    def per_job(self, jobs: int) -> dict[str, float]:
+        after = self._read()
+        return {name: round((after[name] - self._before[name]) * 1000 / jobs, 1) for name in after}
+
+
+class BenchSystem:
+    def __init__(
+        self, s3_endpoint: str, objectstore_pid: int, log_dir: Path, workers: int, prefetch: int = 1,
+        concurrency: int = 4,
+    ) -> None:
+        self.workers = workers
+        self.prefetch = prefetch
+        self.concurrency = concurrency
+        self.vhost = BrokerVhost().create()
+        log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.system: System = build_system(
+                self.vhost, s3_endpoint, log_dir,
+                workers=tuple(f"bench-w{index + 1}" for index in range(workers)),
+                PREFETCH_COUNT=str(prefetch),
+            )
+        except BaseException:
+            self.vhost.delete()
+            raise
+        self.settings = Settings(_env_file=None, rabbitmq_vhost=self.vhost.name)
+        self.worker_pids = [self.system.services[f"bench-w{i + 1}"].process.pid for i in range(workers)]
+        self.cpu = CpuMeter({
+            "api": [self.system.services["api"].process.pid],
+            "workers": self.worker_pids,
+            "notifier": [self.system.services["notifier"].process.pid],
+            "objectstore": [objectstore_pid],
+            "client": [os.getpid()],
+        })
+
+    def client(self, concurrency: int | None = None) -> LoadClient:
+        return LoadClient(self.system.api_url, self.settings, concurrency=concurrency or self.concurrency, timeout=300)
+
+    def warm_up(self, image: Path) -> None:
+        """A few jobs first, so fonts, codecs and connections are loaded before anything is timed."""
+        jobs = self.client().run_sync([Submission(image)] * (2 * self.workers))
+        _check(jobs)
+
+    def measure(self, image: Path, count: int, sequential: int) -> EndToEnd:
+        for pid in self.worker_pids:
+            procs.reset_peak_rss(pid)
+        machine = MachineCpu()
+        machine.start()
+        self.cpu.start()
+        jobs = self.client().run_sync([Submission(image)] * count)
+        cpu = self.cpu.per_job(count)
+        busy = machine.stop()
+        _check(jobs)
+        summary = summarize(jobs, self.workers)
+        peak = max(procs.peak_rss_mb(pid) for pid in self.worker_pids)
+        latencies = []
+        for _ in range(sequential):
+            (job,) = self.client(1).run_sync([Submission(image)])
+            _check([job])
+            latencies.append(job.latency_ms)
+        return EndToEnd(
+            img_s=summary["throughput_img_s"],
+            p50_ms=percentiles(latencies)["p50"],
+            batch_p50_ms=summary["latency_ms"]["p50"],
+            count=count,
+            cpu_ms_per_job=cpu,
+            machine_busy=busy,
+            peak_rss_mb=peak,
+            extra={
+                "processing_ms_p50": summary["processing_ms"]["p50"],
+                "upload_ms_p50": summary["upload_ms"]["p50"],
+                "queue_wait_ms_p50": summary["queue_wait_ms"]["p50"],
+                "per_worker": summary["per_worker"],
+            },
+        )
+
+    def peak_rss_of_one_job(self, image: Path) -> float:
+        """The workers' peak resident memory while one job runs on `image` (VmHWM, reset first)."""
+        for pid in self.worker_pids:
+            procs.reset_peak_rss(pid)
+        (job,) = self.client(1).run_sync([Submission(image)])
+        _check([job])
+        time.sleep(0.1)
+        return max(procs.peak_rss_mb(pid) for pid in self.worker_pids)
+
+    def close(self) -> None:
+        try:
+            self.system.stop()
+        finally:
+            self.vhost.delete()
+
+
+def _check(jobs) -> None:
+    bad = [job for job in jobs if job.status != COMPLETED]
+    if bad:
+        raise RuntimeError(f"{len(bad)} of {len(jobs)} jobs did not complete: {bad[0].status} {bad[0].error}")
