@@ -137,11 +137,18 @@ cmd_stop() {
 }
 
 cmd_clean() {
+  local started_broker=""
+  [ -f "$RUN_DIR/started-rabbitmq" ] && started_broker=1
+  rm -f "$RUN_DIR/started-rabbitmq"  # stopped below, once its queues are gone
+  cmd_stop
   if port_open "$RABBITMQ_HOST" "$RABBITMQ_MANAGEMENT_PORT"; then
     say "deleting the system's queues and exchanges"
     "$VENV/bin/python" -m tools.broker reset
   fi
-  cmd_stop
+  if [ -n "$started_broker" ]; then
+    say "stopping the RabbitMQ that 'make run' started"
+    rabbitmqctl stop >/dev/null 2>&1 || true
+  fi
   say "removing $RUN_DIR (stored images, job records, logs)"
   rm -rf "$RUN_DIR"
 }
