@@ -18,7 +18,6 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 
 from load_test import cli
 from load_test.client import Submission
-from load_test.system import Broker, CpuMeter, QueueSampler
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,13 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=0, help="jobs run first and not recorded")
     cli.add_run_arguments(parser)
     args = parser.parse_args(argv)
-    cli.setup_logging()
-
-    settings = cli.settings_for(args)
-    api_url = args.api_url or settings.api_public_url
-    cli.check_api(api_url)
-    images = cli.images_for(args)
-    broker = Broker(settings, management_url=args.management_url)
+    settings, api_url, images, broker = cli.open_run(args)
     try:
         workers = cli.prepare_workers(args, broker)
         if args.warmup:
@@ -49,9 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         broker.close()
 
     submissions = [Submission(images[i % len(images)]) for i in range(args.count)]
-    with CpuMeter() as cpu, QueueSampler(settings, args.sample_interval, args.management_url) as sampler:
-        with cli.RunProgress(len(submissions), args.quiet) as progress:
-            jobs = cli.make_client(args, settings, progress).run_sync(submissions)
+    jobs, samples, cpu = cli.run_submissions(args, settings, submissions)
     out = args.out or cli.default_out("bulk_upload", workers[0])
     return cli.finish(
         args,
@@ -59,11 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         out,
         jobs,
         workers,
-        sampler.samples,
+        samples,
         settings=cli.run_settings(args, api_url),
         warmup=args.warmup,
         queue_ready_at_start=ready_at_start,
-        cpu=cpu.result,
+        cpu=cpu,
     )
 
 

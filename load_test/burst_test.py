@@ -19,7 +19,6 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 from load_test import cli
 from load_test.client import Submission
 from load_test.results import COMPLETED, LOST, JobResult, percentiles
-from load_test.system import Broker, CpuMeter, QueueSampler
 
 
 def burst_summary(index: int, jobs: list[JobResult]) -> dict:
@@ -50,13 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_run_arguments(parser)
     parser.set_defaults(concurrency=16)
     args = parser.parse_args(argv)
-    cli.setup_logging()
-
-    settings = cli.settings_for(args)
-    api_url = args.api_url or settings.api_public_url
-    cli.check_api(api_url)
-    images = cli.images_for(args)
-    broker = Broker(settings, management_url=args.management_url)
+    settings, api_url, images, broker = cli.open_run(args)
     try:
         workers = cli.prepare_workers(args, broker)
         ready_at_start = cli.wait_for_empty_queue(broker)
@@ -68,9 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         for k in range(args.bursts)
         for i in range(args.burst_size)
     ]
-    with CpuMeter() as cpu, QueueSampler(settings, args.sample_interval, args.management_url) as sampler:
-        with cli.RunProgress(len(submissions), args.quiet) as progress:
-            jobs = cli.make_client(args, settings, progress).run_sync(submissions)
+    jobs, samples, cpu = cli.run_submissions(args, settings, submissions)
     bursts = [burst_summary(k, [j for j in jobs if j.burst == k]) for k in range(args.bursts)]
     for burst in bursts:
         cli.console.print(
@@ -85,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         out,
         jobs,
         workers,
-        sampler.samples,
+        samples,
         settings={
             **cli.run_settings(args, api_url),
             "burst_size": args.burst_size,
@@ -94,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         bursts=bursts,
         queue_ready_at_start=ready_at_start,
-        cpu=cpu.result,
+        cpu=cpu,
     )
 
 

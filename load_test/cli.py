@@ -14,9 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from common.settings import Settings
 from common.settings import settings as default_settings
-from load_test.client import EVENTS, POLL, LoadClient, image_files
+from load_test.client import EVENTS, POLL, LoadClient, Submission, image_files
 from load_test.results import JobResult, QueueSample, machine_info, summarize, write_run
-from load_test.system import Broker, scale_workers
+from load_test.system import Broker, CpuMeter, QueueSampler, scale_workers
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 RESULTS_DIR = PROJECT_DIR / "results"
@@ -65,6 +65,25 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     output.add_argument("--out", type=Path, help="result folder (default: results/<tool>/<time>-w<W>)")
     output.add_argument("--label", help="name of the run in reports (default: the folder's name)")
     output.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def open_run(args: argparse.Namespace) -> tuple[Settings, str, list[Path], Broker]:
+    """What every tool does first: logging, settings, a live API, the image set, the broker."""
+    setup_logging()
+    settings = settings_for(args)
+    api_url = args.api_url or settings.api_public_url
+    check_api(api_url)
+    return settings, api_url, images_for(args), Broker(settings, management_url=args.management_url)
+
+
+def run_submissions(
+    args: argparse.Namespace, settings: Settings, submissions: list[Submission]
+) -> tuple[list[JobResult], list[QueueSample], dict]:
+    """Submits and follows every job while sampling the queue and the CPU; returns what was seen."""
+    with CpuMeter() as cpu, QueueSampler(settings, args.sample_interval, args.management_url) as sampler:
+        with RunProgress(len(submissions), args.quiet) as progress:
+            jobs = make_client(args, settings, progress).run_sync(submissions)
+    return jobs, sampler.samples, cpu.result
 
 
 def settings_for(args: argparse.Namespace) -> Settings:
