@@ -1,5 +1,6 @@
 """What travels over RabbitMQ: the job message (API → worker) and job events (worker → notifier)."""
 
+import re
 from datetime import datetime, timezone
 from typing import Literal
 
@@ -8,6 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from common.operations import Operation
 
 OutputFormat = Literal["jpeg", "png", "webp"]
+
+
+# A job id is uuid4().hex: also what keeps ids from ever being paths in storage keys.
+JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+
+
+def is_job_id(value: str) -> bool:
+    return JOB_ID_PATTERN.fullmatch(value) is not None
 
 
 def utcnow() -> datetime:
@@ -20,7 +29,7 @@ class JobMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     schema_version: Literal[1] = 1
-    job_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    job_id: str = Field(pattern=JOB_ID_PATTERN.pattern)
     original_key: str
     operations: list[Operation] = Field(min_length=1)
     output_format: OutputFormat | None = None

@@ -78,11 +78,7 @@ class ObjectStore:
             return False
 
     def put(self, key: str, data: bytes, content_type: str, metadata: dict | None = None) -> None:
-        with _translated(key):
-            self._client.put_object(
-                self.bucket, key, io.BytesIO(data), len(data),
-                content_type=content_type, metadata=metadata,
-            )
+        self.put_file(key, io.BytesIO(data), len(data), content_type, metadata)
 
     def put_file(self, key: str, stream, size: int, content_type: str, metadata: dict | None = None) -> None:
         with _translated(key):

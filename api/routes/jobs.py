@@ -13,6 +13,7 @@ from api.schemas import JobAccepted, JobStatusResponse, ResultWithUrl
 from api.uploads import parse_output_format, safe_filename, sniff_image
 from common.amqp import PublishFailed
 from common.jobs import JobRecord, JobStatus, OriginalInfo, original_key
+from common.messages import is_job_id
 from common.operations import OperationsError, parse_operations
 from common.storage import StorageError
 from common.topology import JOBS_EXCHANGE, JOBS_ROUTING_KEY
@@ -129,7 +130,7 @@ def _forget(services: ServicesDep, record: JobRecord) -> None:
 
 
 def _load(services: ServicesDep, job_id: str) -> JobRecord:
-    if not _is_job_id(job_id):
+    if not is_job_id(job_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}")
     try:
         record = services.jobs.get(job_id)
@@ -138,10 +139,6 @@ def _load(services: ServicesDep, job_id: str) -> JobRecord:
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}")
     return record
-
-
-def _is_job_id(value: str) -> bool:
-    return len(value) == 32 and all(ch in "0123456789abcdef" for ch in value)
 
 
 @router.get("/status/{job_id}", response_model=JobStatusResponse)
