@@ -5,7 +5,8 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from common.jobs import JobStatus, OriginalInfo, Timings, WebhookDelivery
-from common.messages import OutputFormat, ResultInfo
+from common.formats import OutputFormat
+from common.messages import ResultInfo
 from common.operations import Operation
 
 
@@ -30,6 +31,7 @@ class JobStatusResponse(BaseModel):
     output_format: OutputFormat | None
     quality: int
     callback_url: str | None
+    owner: str | None
     original: OriginalInfo
     created_at: datetime
     started_at: datetime | None

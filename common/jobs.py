@@ -9,7 +9,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field, computed_field
 
-from common.messages import JobMessage, OutputFormat, ResultInfo, utcnow
+from common.formats import OutputFormat
+from common.messages import JobMessage, ResultInfo, utcnow
 from common.operations import Operation
 from common.storage import ObjectMissing, ObjectStore
 
@@ -33,13 +34,15 @@ class OriginalInfo(BaseModel):
 
 
 class WebhookDelivery(BaseModel):
-    """What became of the job's callback: written by the notification service."""
+    """What became of the job's callback: written by the notification service. Why a delivery
+    failed (refused, unreachable, an error status) is in the notifier's log only: telling them
+    apart here would make the API a port scanner."""
 
     url: str
     event: str
+    message_id: str | None = None
     delivered: bool
     attempts: int
-    status_code: int | None = None
     error: str | None = None
     at: datetime = Field(default_factory=utcnow)
 
@@ -63,6 +66,7 @@ class JobRecord(BaseModel):
     output_format: OutputFormat | None = None
     quality: int
     callback_url: str | None = None
+    owner: str | None = None  # the client that submitted it (None: anonymous)
     original: OriginalInfo
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
@@ -83,10 +87,6 @@ class JobRecord(BaseModel):
             processing_ms=_ms(self.started_at, self.finished_at),
             total_ms=_ms(self.created_at, self.finished_at),
         )
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in (JobStatus.COMPLETED, JobStatus.FAILED)
 
     def to_message(self) -> JobMessage:
         return JobMessage(

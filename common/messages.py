@@ -6,9 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from common.formats import OutputFormat
 from common.operations import Operation
-
-OutputFormat = Literal["jpeg", "png", "webp"]
 
 
 # A job id is uuid4().hex: also what keeps ids from ever being paths in storage keys.
@@ -58,4 +57,3 @@ class JobEvent(BaseModel):
     attempts: int = 0
     result: ResultInfo | None = None
     error: str | None = None
-    callback_url: str | None = None

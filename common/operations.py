@@ -10,12 +10,17 @@ and a JSON array of objects with a "name" key is accepted too.
 """
 
 import json
+import unicodedata
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 MAX_DIMENSION = 16384
 DEFAULT_BOX = 800
+# Marks stacked on one character: enough for any script's accents, not for a tower of them
+# (each mark raises the rendered text, which once made a 421×12,166 stamp out of 100 characters).
+MAX_COMBINING_MARKS = 3
+MAX_SPEC_LENGTH = 100_000
 
 
 class _Operation(BaseModel):
@@ -54,6 +59,19 @@ class Watermark(_Operation):
     position: WatermarkPosition = "bottom-right"
     opacity: float = Field(0.5, gt=0, le=1)
     size: float = Field(0.05, ge=0.01, le=0.5)
+
+    @field_validator("text")
+    @classmethod
+    def _printable_without_mark_towers(cls, text: str) -> str:
+        text = unicodedata.normalize("NFC", text)
+        run = 0
+        for char in text:
+            if unicodedata.category(char) in ("Cc", "Cs", "Co", "Cn"):
+                raise ValueError(f"text contains the unprintable character U+{ord(char):04X}")
+            run = run + 1 if unicodedata.combining(char) else 0
+            if run > MAX_COMBINING_MARKS:
+                raise ValueError(f"text stacks more than {MAX_COMBINING_MARKS} combining marks on one character")
+        return text
 
 
 FilterName = Literal[
@@ -105,13 +123,19 @@ def parse_operations(spec: str, max_operations: int) -> list[Resize | Watermark 
     spec = spec.strip()
     if not spec:
         raise OperationsError("no operations given; allowed: " + describe_allowed())
+    if len(spec) > MAX_SPEC_LENGTH:
+        raise OperationsError(f"operations are {len(spec)} characters long; at most {MAX_SPEC_LENGTH} allowed")
     if spec.startswith("["):
         try:
             items = json.loads(spec)
         except json.JSONDecodeError as exc:
             raise OperationsError(f"operations is not valid JSON: {exc.msg} at {exc.pos}") from exc
+        except RecursionError:
+            raise OperationsError("operations JSON is nested too deeply") from None
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise OperationsError("a JSON operations list must be an array of objects")
+        if any(isinstance(value, (dict, list)) for item in items for value in item.values()):
+            raise OperationsError("operation parameters must be plain values (strings, numbers, booleans)")
     else:
         items = [_item_to_dict(item) for item in _split_top_level(spec, ",")]
     if len(items) > max_operations:

@@ -14,22 +14,27 @@ from typing import Literal
 
 from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from common.formats import (
+    CONTENT_TYPES,
+    INPUT_FORMATS,
+    KEPT_FORMATS,
+    MAX_ICC_PROFILE_BYTES,
+    OUTPUT_FORMATS,
+    PILLOW_FORMATS,
+    accepted_list,
+)
+from common.imaging import declared_size
 from common.operations import Operation, Resize
 from worker.processors import apply
 from worker.processors.resize import ResizePlan, plan_resize, resample
 
-RejectReason = Literal["undecodable", "unsupported_format", "too_many_pixels", "truncated", "time_limit"]
+RejectReason = Literal[
+    "undecodable", "unsupported_format", "too_many_pixels", "truncated", "time_limit", "out_of_memory",
+    "processing_error",
+]
 
-ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
-CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
-# Pillow names a JPEG carrying extra frames (many cameras write them) MPO.
-_KEPT_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "WEBP": "webp"}
 # What Pillow's decoders raise on malformed input.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
-# Settings.max_image_pixels, checked on the declared size before decoding, is the limit; Pillow's
-# own (a warning at ~89 MP, an error at twice that) would refuse images the settings allow, and
-# without naming their size.
-Image.MAX_IMAGE_PIXELS = None
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, NotImplementedError)
 
 _ICC_COLOUR_SPACES = {"L": b"GRAY", "LA": b"GRAY", "RGB": b"RGB ", "RGBA": b"RGB "}
 
@@ -58,17 +63,20 @@ def process_image(
     quality: int,
     max_pixels: int,
     deadline: float | None = None,
+    max_output_pixels: int | None = None,
 ) -> ProcessedImage:
     """Apply `operations` in order and encode the result.
 
     Output format: `output_format`, else the input's if it is JPEG, PNG or WebP, else PNG for an
     image with alpha and JPEG otherwise. `max_pixels` is checked on the declared size before any
-    pixel is decoded, in place of Pillow's own decompression-bomb limit. A resize may not produce
-    more than `max_pixels` either. `deadline` (a time.monotonic() value)
-    is checked before each operation and before encoding: one Pillow call cannot be interrupted,
-    but the pixel limits bound how long any one of them takes.
+    pixel is decoded (Pillow's own guard, at the same limit, stops far larger ones while reading
+    the header). No operation may produce more than `max_output_pixels` (default `max_pixels`),
+    whatever it asks for. `deadline` (a time.monotonic() value) is checked before each operation
+    and before encoding; one Pillow call cannot be interrupted, which is why the worker runs this
+    in a process it can stop (worker/isolation.py).
     """
     operations = list(operations)
+    max_output_pixels = max_output_pixels or max_pixels
     image, drafted = _decode(data, operations[0] if operations else None, max_pixels)
     source_format = image.format
     image, icc = _normalise(image)
@@ -77,7 +85,7 @@ def process_image(
         operations = operations[1:]
     for operation in operations:
         _check_deadline(deadline, operation.name)
-        _check_output_pixels(image, operation, max_pixels)
+        _check_output_pixels(image, operation, max_output_pixels)
         image = apply(image, operation)
     _check_deadline(deadline, "encoding")
     format_ = _output_format(output_format, source_format, image)
@@ -96,14 +104,17 @@ def _check_deadline(deadline: float | None, step: str) -> None:
 
 
 def _check_output_pixels(image: Image.Image, operation: Operation, max_pixels: int) -> None:
-    if not isinstance(operation, Resize):
-        return
-    plan = plan_resize(image.size, operation)
-    if plan is not None and plan.size[0] * plan.size[1] > max_pixels:
-        width, height = plan.size
+    """Refuse an operation whose output would pass the limit, before it runs."""
+    size = image.size
+    if isinstance(operation, Resize):
+        plan = plan_resize(image.size, operation)
+        size = plan.size if plan is not None else size
+    width, height = size
+    if width * height > max_pixels:
         raise ImageRejected(
             "too_many_pixels",
-            f"resize would produce {width}×{height} = {width * height:,} pixels; the limit is {max_pixels:,}",
+            f"{operation.name} would produce {width}×{height} = {width * height:,} pixels; "
+            f"the output limit is {max_pixels:,}",
         )
 
 
@@ -116,12 +127,15 @@ def _decode(
     scale the image was decoded at (see _draft).
     """
     try:
-        image = Image.open(BytesIO(data), formats=ACCEPTED_FORMATS)
+        image = Image.open(BytesIO(data), formats=PILLOW_FORMATS)
+        width, height = image.size
+    except Image.DecompressionBombError:
+        # Far past the limit: Pillow's own guard refused it from the header.
+        width, height = declared_size(data) or (max_pixels + 1, 1)
     except UnidentifiedImageError:
         raise _unrecognised(data) from None
     except _DECODE_ERRORS as exc:
         raise _rejection(exc) from exc
-    width, height = image.size
     if width * height > max_pixels:
         raise ImageRejected(
             "too_many_pixels",
@@ -131,6 +145,8 @@ def _decode(
         drafted = _draft(image, first)
         image.load()
         ImageOps.exif_transpose(image, in_place=True)
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected("too_many_pixels", f"refused while decoding: {exc}") from None
     except _DECODE_ERRORS as exc:
         raise _rejection(exc) from exc
     return image, drafted
@@ -164,16 +180,13 @@ def _unrecognised(data: bytes) -> ImageRejected:
     try:
         with Image.open(BytesIO(data)) as image:
             found = image.format
-    except _DECODE_ERRORS:
+    except Exception:  # noqa: BLE001 - other formats' plugins may raise anything on hostile bytes
         found = None
     if found is None:
         return ImageRejected(
             "undecodable", f"not a recognisable image ({len(data):,} bytes starting {data[:8]!r})"
         )
-    return ImageRejected(
-        "unsupported_format",
-        f"{found} images are not accepted; send JPEG, PNG, WebP, GIF, BMP or TIFF",
-    )
+    return ImageRejected("unsupported_format", f"{found} images are not accepted; send {accepted_list()}")
 
 
 def _rejection(exc: Exception) -> ImageRejected:
@@ -186,6 +199,8 @@ def _rejection(exc: Exception) -> ImageRejected:
 def _normalise(image: Image.Image) -> tuple[Image.Image, bytes | None]:
     """Bring the decoded image to L, LA, RGB or RGBA; return it with its usable ICC profile."""
     icc = image.info.get("icc_profile") or None
+    if icc is not None and len(icc) > MAX_ICC_PROFILE_BYTES:
+        icc = None
     mode = image.mode
     if mode == "CMYK":
         image, icc = _cmyk_to_rgb(image, icc)
@@ -233,11 +248,13 @@ def _grey_to_8_bit(image: Image.Image) -> Image.Image:
 def _output_format(requested: str | None, source_format: str | None, image: Image.Image) -> str:
     if requested:
         format_ = {"jpg": "jpeg"}.get(requested.lower(), requested.lower())
-        if format_ not in CONTENT_TYPES:
-            raise ValueError(f"unknown output format {requested!r}; use jpeg, png or webp")
+        if format_ not in OUTPUT_FORMATS:
+            raise ValueError(f"unknown output format {requested!r}; use {', '.join(OUTPUT_FORMATS)}")
         return format_
-    kept = _KEPT_FORMATS.get(source_format or "")
-    return kept or ("png" if image.mode in ("LA", "RGBA") else "jpeg")
+    source = INPUT_FORMATS.get(source_format or "")
+    if source in KEPT_FORMATS:
+        return source
+    return "png" if image.mode in ("LA", "RGBA") else "jpeg"
 
 
 def _encode(image: Image.Image, format_: str, quality: int, icc: bytes | None) -> bytes:

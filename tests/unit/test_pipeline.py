@@ -5,6 +5,7 @@ from io import BytesIO
 import pytest
 from PIL import ExifTags, Image, ImageCms, JpegImagePlugin
 
+from common.imaging import guard_decompression
 from common.operations import Filter, Resize, Watermark
 from worker.pipeline import ImageRejected, ProcessedImage, process_image
 from worker.processors import apply
@@ -22,6 +23,7 @@ def encode(image: Image.Image, format_: str, **options) -> bytes:
 
 
 def run(data: bytes, operations=(), output_format=None, quality=85, max_pixels=50_000_000):
+    guard_decompression(max_pixels)  # as the worker's image process does
     return process_image(data, list(operations), output_format, quality, max_pixels)
 
 
@@ -296,8 +298,15 @@ def test_rejects_decompression_bomb_naming_its_size():
     assert "100000×100000 = 10,000,000,000 pixels" in str(caught.value)
 
 
+def test_pillow_guard_stays_on_at_the_limit() -> None:
+    # Beyond twice the limit Pillow itself refuses to open the header (our check names the size).
+    guard_decompression(1_000_000)
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(BytesIO(png_declaring(5000, 5000)))
+
+
 def test_max_pixels_overrides_pillow_limits():
-    # 200 MP: over Pillow's own hard limit, under max_pixels, so it gets as far as decoding.
+    # 200 MP: over Pillow's default hard limit, under max_pixels, so it gets as far as decoding.
     with pytest.raises(ImageRejected) as caught:
         run(png_declaring(20_000, 10_000), max_pixels=250_000_000)
     assert caught.value.reason == "truncated"

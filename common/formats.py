@@ -1,0 +1,42 @@
+"""The image formats the system takes in and gives out: one list, read by the API and the worker.
+
+Pillow is only ever asked to open these formats (`Image.open(..., formats=PILLOW_FORMATS)`), so the
+plugins of every other format it knows (DDS, FTEX, ...) never see an uploaded byte.
+"""
+
+from typing import Literal
+
+# Pillow's format name → the name the API and job records use. Pillow names a JPEG that carries
+# extra pictures (what many cameras and phones write) MPO; its first picture is an ordinary JPEG.
+INPUT_FORMATS: dict[str, str] = {
+    "JPEG": "jpeg",
+    "MPO": "jpeg",
+    "PNG": "png",
+    "WEBP": "webp",
+    "GIF": "gif",
+    "BMP": "bmp",
+    "TIFF": "tiff",
+}
+# What Image.open may try. MPO has no opener of its own: JPEG's recognises it.
+PILLOW_FORMATS: tuple[str, ...] = tuple(name for name in INPUT_FORMATS if name != "MPO")
+ACCEPTED_NAMES: tuple[str, ...] = tuple(sorted(set(INPUT_FORMATS.values())))
+
+OutputFormat = Literal["jpeg", "png", "webp"]
+OUTPUT_FORMATS: tuple[str, ...] = ("jpeg", "png", "webp")
+CONTENT_TYPES: dict[str, str] = {
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "gif": "image/gif",
+    "bmp": "image/bmp",
+    "tiff": "image/tiff",
+}
+# An input in one of these formats is written back in it unless another is asked for.
+KEPT_FORMATS: frozenset[str] = frozenset(OUTPUT_FORMATS)
+
+# ICC profiles above this are dropped, not copied: real ones are a few hundred KB at most.
+MAX_ICC_PROFILE_BYTES = 1024 * 1024
+
+
+def accepted_list() -> str:
+    return ", ".join(ACCEPTED_NAMES)
