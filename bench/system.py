@@ -19,7 +19,7 @@ from bench import procs
 from common.settings import Settings
 from load_test.client import LoadClient, Submission
 from load_test.results import COMPLETED, percentiles, summarize
-from tests.integration.conftest import System, build_system
+from tests.support.system import System, build_system
 from tests.support.broker import BrokerVhost
 
 
@@ -90,7 +90,13 @@ class BenchSystem:
             self.vhost.delete()
             raise
         self.settings = Settings(_env_file=None, rabbitmq_vhost=self.vhost.name)
-        self.worker_pids = [self.system.services[f"bench-w{i + 1}"].process.pid for i in range(workers)]
+        # Each worker and its image process (worker/isolation.py), where the pipeline's CPU and memory go.
+        self.worker_pids = [
+            pid
+            for i in range(workers)
+            for worker in [self.system.services[f"bench-w{i + 1}"].process.pid]
+            for pid in (worker, *procs.children(worker))
+        ]
         self.cpu = CpuMeter({
             "api": [self.system.services["api"].process.pid],
             "workers": self.worker_pids,

@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from tests.integration.conftest import System
+from tests.support.system import System
 from tests.integration.test_faults import upload_ok
 from tests.support.processes import wait_for
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from test_images.generate import generate
-from tests.integration.conftest import System
+from tests.support.system import System
 from tests.support.broker import BrokerVhost
 from tests.support.processes import PROJECT_DIR, start_api
 

@@ -39,3 +39,10 @@ def png_declaring(width: int, height: int) -> bytes:
     struct.pack_into(">II", data, 16, width, height)  # after signature, length and b"IHDR"
     struct.pack_into(">I", data, 29, zlib.crc32(data[12:29]))
     return bytes(data)
+
+
+def png_of(size: tuple[int, int], mode: str = "RGB") -> bytes:
+    """A photo-like PNG of the given size."""
+    buffer = BytesIO()
+    make_photo(size, mode).save(buffer, "PNG")
+    return buffer.getvalue()

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import httpx
 
+from bench import procs
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
@@ -33,6 +35,11 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
             last_error = exc
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last error: {last_error!r}")
+
+
+def family_peak_rss_mb(pid: int) -> float:
+    """The largest peak resident set (VmHWM, MB) of the process and its children."""
+    return max(procs.peak_rss_mb(p) for p in (pid, *procs.children(pid)))
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -91,8 +98,10 @@ def python_service(name: str, module_args: list[str], env: dict[str, str], log_d
     return ServiceProcess(name, [sys.executable, *module_args], env, log_dir / f"{name}.log")
 
 
-def start_api(env: dict[str, str], log_dir: Path, name: str = "api") -> tuple[ServiceProcess, str]:
-    port = free_port()
+def start_api(
+    env: dict[str, str], log_dir: Path, name: str = "api", port: int | None = None
+) -> tuple[ServiceProcess, str]:
+    port = port or free_port()
     service = python_service(
         name, ["-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)], env, log_dir
     ).start()
