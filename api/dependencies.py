@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from common.amqp import Publisher
+from common.egress import EgressPolicy
 from common.jobs import JobStore
-from common.settings import Settings, settings
+from common.settings import Settings
 from common.storage import ObjectStore, StorageError
 
 logger = logging.getLogger("api")
@@ -20,6 +21,7 @@ class Services:
     store: ObjectStore
     jobs: JobStore
     publisher: Publisher
+    egress: EgressPolicy
 
     @classmethod
     def create(cls, settings: Settings) -> "Services":
@@ -28,7 +30,13 @@ class Services:
             store.ensure_bucket()
         except StorageError as exc:
             logger.warning("bucket %s not checked at start-up: %s", settings.s3_bucket, exc)
-        return cls(settings, store, JobStore(store), Publisher(settings, f"api {settings.instance_name}"))
+        return cls(
+            settings,
+            store,
+            JobStore(store),
+            Publisher(settings, f"api {settings.instance_name}"),
+            EgressPolicy.from_settings(settings),
+        )
 
     def close(self) -> None:
         self.publisher.close()
@@ -38,9 +46,4 @@ def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
-def get_settings() -> Settings:
-    return settings
-
-
 ServicesDep = Annotated[Services, Depends(get_services)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]

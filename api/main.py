@@ -5,21 +5,32 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.auth import Authenticator, UploadGate, UploadRateLimit
 from api.dependencies import Services
 from api.limits import UploadSizeLimit
 from api.metrics import UploadMetrics
 from api.monitoring import Monitoring, upload_counters
 from api.routes import dlq, health, jobs, metrics
+from common.clients import KeyRing
+from common.imaging import guard_decompression
 from common.logs import configure_logging
+from common.retention import RetentionSweeper
 from common.settings import settings
+
+authenticator = Authenticator(settings, KeyRing.from_settings(settings))
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     configure_logging(settings, "api")
+    guard_decompression(settings.max_image_pixels)
+    app.state.authenticator = authenticator
     app.state.services = Services.create(settings)
     app.state.monitoring = Monitoring(settings, app.state.services.store)
+    sweeper = RetentionSweeper(app.state.services.store, settings.retention_days, settings.retention_sweep_interval_s)
+    sweeper.start()
     yield
+    sweeper.close()
     app.state.monitoring.close()
     app.state.services.close()
 
@@ -30,7 +41,9 @@ app = FastAPI(
     lifespan=lifespan,
 )
 app.add_middleware(UploadSizeLimit, max_file_bytes=settings.max_upload_bytes)
-# Outermost, so it also counts the size limit's refusals.
+# Before the size limit and the body: a client that may not upload is refused from its headers.
+app.add_middleware(UploadGate, authenticator=authenticator, limit=UploadRateLimit(settings.rate_limit_uploads))
+# Outermost, so it also counts the gate's and the size limit's refusals.
 app.add_middleware(UploadMetrics, counters=upload_counters)
 app.include_router(jobs.router)
 app.include_router(health.router)

@@ -28,9 +28,12 @@ disable_created_metrics()  # no `_created` series beside the counters
 # Upload refusals by status code: the API's answers name the detail, the metric the kind.
 REJECT_REASONS = {
     400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
     413: "too_large",
     415: "unsupported_type",
     422: "invalid_request",
+    429: "rate_limited",
     503: "unavailable",
 }
 

@@ -4,6 +4,7 @@ from fastapi import APIRouter, HTTPException, status
 from pika.exceptions import AMQPError
 from pydantic import BaseModel, Field
 
+from api.auth import AdminClient
 from api.dependencies import ServicesDep
 from common.deadletters import DeadLetterQueue, DeadLetterStats
 
@@ -35,7 +36,7 @@ def _broker_unavailable(exc: Exception) -> HTTPException:
 
 
 @router.get("/stats", response_model=DeadLetterStats)
-def dead_letter_stats(services: ServicesDep, recent: int = 10) -> DeadLetterStats:
+def dead_letter_stats(services: ServicesDep, _operator: AdminClient, recent: int = 10) -> DeadLetterStats:
     try:
         return _queue(services).stats(recent=max(0, min(recent, 100)))
     except (AMQPError, OSError) as exc:
@@ -43,7 +44,9 @@ def dead_letter_stats(services: ServicesDep, recent: int = 10) -> DeadLetterStat
 
 
 @router.post("/replay", response_model=ReplayResponse)
-def replay_dead_letters(services: ServicesDep, request: ReplayRequest | None = None) -> ReplayResponse:
+def replay_dead_letters(
+    services: ServicesDep, _operator: AdminClient, request: ReplayRequest | None = None
+) -> ReplayResponse:
     request = request or ReplayRequest()
     try:
         result = _queue(services).replay(job_id=request.job_id, reason=request.reason)

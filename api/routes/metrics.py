@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from api.auth import CurrentClient
 from api.monitoring import Monitoring
 
 router = APIRouter(tags=["monitoring"])
@@ -23,5 +24,5 @@ def metrics(monitoring: MonitoringDep) -> Response:
 
 
 @router.get("/stats")
-def stats(monitoring: MonitoringDep) -> dict:
+def stats(monitoring: MonitoringDep, _client: CurrentClient) -> dict:
     return monitoring.stats()

@@ -1,0 +1,182 @@
+"""Authentication, access to jobs and operator routes, and the upload rate limit.
+
+A request names its client with `Authorization: Bearer <key>` or `X-API-Key: <key>`. Without a
+key it is the anonymous client, unless AUTH_REQUIRED (always on in production). A wrong key is
+refused even when keys are optional. Uploads are authenticated and rate-limited by `UploadGate`
+before their body is read; other routes by the `CurrentClient` / `AdminClient` dependencies.
+"""
+
+import json
+import math
+import time
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from common.clients import ANONYMOUS, Client, KeyRing
+from common.settings import Settings
+
+_bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer <key>`")
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key")
+
+
+class AuthError(Exception):
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"} if self.status_code == status.HTTP_401_UNAUTHORIZED else {}
+
+    def http(self) -> HTTPException:
+        return HTTPException(self.status_code, self.detail, headers=self.headers())
+
+
+class Authenticator:
+    def __init__(self, settings: Settings, keys: KeyRing) -> None:
+        self._required = settings.auth_required
+        self._open_operator_routes = settings.environment == "local" and not settings.auth_required
+        self._keys = keys
+
+    def authenticate(self, key: str | None) -> Client:
+        if key:
+            client = self._keys.identify(key)
+            if client is None:
+                raise AuthError(status.HTTP_401_UNAUTHORIZED, "the API key is not valid")
+            return client
+        if self._required:
+            raise AuthError(
+                status.HTTP_401_UNAUTHORIZED,
+                "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+            )
+        return ANONYMOUS
+
+    def authenticate_headers(self, headers: Headers) -> Client:
+        return self.authenticate(presented_key(headers.get("authorization"), headers.get("x-api-key")))
+
+    def require_admin(self, client: Client) -> Client:
+        if client.admin or self._open_operator_routes:
+            return client
+        if client.name is None:
+            raise AuthError(status.HTTP_401_UNAUTHORIZED, "operator routes need an admin API key")
+        raise AuthError(status.HTTP_403_FORBIDDEN, f"client {client.name!r} is not an operator; use an admin API key")
+
+
+def presented_key(authorization: str | None, api_key: str | None) -> str | None:
+    if authorization:
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            return credentials.strip()
+    return api_key.strip() if api_key and api_key.strip() else None
+
+
+def can_see(client: Client, owner: str | None) -> bool:
+    """A job belongs to the client that made it; operators see every job."""
+    return client.admin or owner == client.name
+
+
+class UploadRateLimit:
+    """At most the configured number of uploads per client in any moving window (`limits`'
+    notation, e.g. "120/minute" or "10/second;300/minute"); kept in this replica's memory."""
+
+    def __init__(self, spec: str) -> None:
+        self._items: list[RateLimitItem] = parse_many(spec) if spec.strip() else []
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def check(self, identity: str) -> None:
+        for item in self._items:
+            if not self._limiter.hit(item, "upload", identity):
+                reset = self._limiter.get_window_stats(item, "upload", identity).reset_time
+                retry_after = max(1, math.ceil(reset - time.time()))
+                raise RateLimited(item, retry_after)
+
+
+class RateLimited(Exception):
+    def __init__(self, item: RateLimitItem, retry_after: int) -> None:
+        super().__init__(f"too many uploads: at most {item} per client; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+def rate_limit_identity(client: Client, scope: Scope) -> str:
+    if client.name is not None:
+        return f"client:{client.name}"
+    peer = scope.get("client")
+    return f"address:{peer[0] if peer else 'unknown'}"
+
+
+class UploadGate:
+    """Authenticates and rate-limits POST /upload before its body is read, so a refused client
+    costs a header, not a 25 MB transfer. The client is left in the request state for the route."""
+
+    def __init__(self, app: ASGIApp, authenticator: Authenticator, limit: UploadRateLimit, path: str = "/upload") -> None:
+        self.app = app
+        self.authenticator = authenticator
+        self.limit = limit
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        try:
+            client = self.authenticator.authenticate_headers(Headers(scope=scope))
+            self.limit.check(rate_limit_identity(client, scope))
+        except AuthError as exc:
+            await _refuse(send, exc.status_code, exc.detail, exc.headers())
+            return
+        except RateLimited as exc:
+            await _refuse(send, status.HTTP_429_TOO_MANY_REQUESTS, str(exc), {"Retry-After": str(exc.retry_after)})
+            return
+        scope.setdefault("state", {})["client"] = client
+        await self.app(scope, receive, send)
+
+
+async def _refuse(send: Send, status_code: int, detail: str, headers: dict[str, str]) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw_headers += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    # The client may be sending a large body we will not read: close the connection after answering.
+    raw_headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status_code, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def get_authenticator(request: Request) -> Authenticator:
+    return request.app.state.authenticator
+
+
+def current_client(
+    request: Request,
+    authenticator: Annotated[Authenticator, Depends(get_authenticator)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    api_key: Annotated[str | None, Security(_api_key_header)],
+) -> Client:
+    gated = getattr(request.state, "client", None)
+    if isinstance(gated, Client):
+        return gated
+    try:
+        return authenticator.authenticate(bearer.credentials if bearer else api_key)
+    except AuthError as exc:
+        raise exc.http() from None
+
+
+CurrentClient = Annotated[Client, Depends(current_client)]
+
+
+def admin_client(
+    client: CurrentClient, authenticator: Annotated[Authenticator, Depends(get_authenticator)]
+) -> Client:
+    try:
+        return authenticator.require_admin(client)
+    except AuthError as exc:
+        raise exc.http() from None
+
+
+AdminClient = Annotated[Client, Depends(admin_client)]
