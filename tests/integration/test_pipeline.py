@@ -1,18 +1,16 @@
 """Upload → RabbitMQ → workers → object storage → events, end to end on real services."""
 
-import hashlib
-import hmac
 import io
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import httpx
 import pytest
 from PIL import Image
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tests.integration.conftest import System
+from tests.support.system import System
 from tests.support.processes import wait_for
+from tests.support.webhooks import TEST_WEBHOOK_SECRET, WebhookReceiver
 
 pytestmark = pytest.mark.integration
 
@@ -180,37 +178,22 @@ def test_status_is_readable_through_a_second_api_process(system: System, sample_
         second_api.stop()
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    received: list[tuple[dict, bytes]] = []
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.received.append((dict(self.headers), body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 def test_callback_url_gets_a_signed_completion_event(system: System, sample_jpg) -> None:
-    server = HTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    receiver = WebhookReceiver()
     try:
-        url = f"http://127.0.0.1:{server.server_port}/hook"
-        job_id = system.upload(sample_jpg, operations="resize(width=64)", callback_url=url).json()["job_id"]
+        job_id = system.upload(sample_jpg, operations="resize(width=64)", callback_url=receiver.url()).json()["job_id"]
         assert system.wait_finished(job_id)["status"] == "completed"
-        headers, body = wait_for(
-            lambda: next((r for r in _Receiver.received if json.loads(r[1])["job_id"] == job_id), None),
-            20, "the webhook call",
-        )
-        event = json.loads(body)
-        assert event["event"] == "job.completed"
-        assert event["result"]["width"] == 64
-        expected = "sha256=" + hmac.new(b"test-webhook-secret", body, hashlib.sha256).hexdigest()
-        assert headers["X-Imgpipe-Signature"] == expected
+        call = wait_for(lambda: next(iter(receiver.calls_for(job_id)), None), 20, "the webhook call")
+        event = call.payload
+        assert event["type"] == "job.completed"
+        assert event["data"]["result"]["width"] == 64
+        assert httpx.get(event["data"]["result"]["download_url"]).status_code == 200
+        # Verified as any receiver would, with the Standard Webhooks reference package.
+        assert Webhook(TEST_WEBHOOK_SECRET).verify(call.body, call.headers) == event
+        with pytest.raises(WebhookVerificationError):
+            Webhook(TEST_WEBHOOK_SECRET).verify(call.body.replace(b"64", b"65"), call.headers)
     finally:
-        server.shutdown()
+        receiver.close()
 
 
 def test_prefetch_above_one_settles_every_message_once(make_system, sample_jpg) -> None:
