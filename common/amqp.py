@@ -22,6 +22,7 @@ from pika.exceptions import (
     AMQPChannelError,
     AMQPConnectionError,
     AMQPError,
+    NackError,
     ProbableAccessDeniedError,
     ProbableAuthenticationError,
     UnroutableError,
@@ -53,6 +54,10 @@ def connection_parameters(settings: Settings, name: str) -> pika.ConnectionParam
 
 class PublishFailed(Exception):
     """The broker did not confirm a message after every attempt."""
+
+
+class QueueFull(PublishFailed):
+    """The broker refused the message: the queue it routes to holds as many as it may."""
 
 
 class Publisher:
@@ -94,6 +99,9 @@ class Publisher:
                     channel = self._ensure_channel()
                     channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
                     return
+                except NackError as exc:
+                    # x-overflow=reject-publish: asking again at once would be refused the same way.
+                    raise QueueFull(f"the broker refused {exchange}/{routing_key}: the queue is full") from exc
                 except UnroutableError as exc:
                     # The message reached no queue: the topology is redeclared on reconnect.
                     last_error = exc
@@ -177,31 +185,48 @@ class _Backoff:
 
 
 class Consumer:
-    """Consumes one queue, handing each message to `handler` on a worker thread.
+    """Consumes one or more queues, handing each message to `handler` on one of `concurrency`
+    handler threads.
 
-    `stop()` (e.g. from a SIGTERM handler) cancels the subscription, hands back messages that
-    were prefetched but not started, lets the running one finish for up to
-    `settings.shutdown_grace_s`, then closes the connection; anything still unacked then goes back
-    to the queue for another consumer.
+    `prefetch` messages per queue are taken from the broker at a time. `stop()` (e.g. from a
+    SIGTERM handler) cancels the subscriptions, hands back messages that were prefetched but not
+    started, lets the running ones finish for up to `grace_s`, then closes the connection; anything
+    still unacked then goes back to the queue for another consumer.
     """
 
-    def __init__(self, settings: Settings, queue_name: str, handler: Handler, name: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        queues: str | tuple[str, ...],
+        handler: Handler,
+        name: str,
+        *,
+        prefetch: int,
+        grace_s: float,
+        concurrency: int = 1,
+    ) -> None:
         self._settings = settings
-        self._queue_name = queue_name
+        self._queues = (queues,) if isinstance(queues, str) else tuple(queues)
         self._handler = handler
         self._name = name
+        self._prefetch = prefetch
+        self._grace_s = grace_s
         self._stopping = threading.Event()
         self._finished = False
         self._cond = threading.Condition()
         self._pending: deque[Delivery] = deque()
-        self._current: Delivery | None = None
-        self._worker = threading.Thread(target=self._work, name=f"{name}-handler", daemon=True)
+        self._running: set[int] = set()
+        self._workers = [
+            threading.Thread(target=self._work, name=f"{name}-handler-{n}", daemon=True)
+            for n in range(concurrency)
+        ]
 
     def stop(self) -> None:
         self._stopping.set()
 
     def run(self) -> None:
-        self._worker.start()
+        for worker in self._workers:
+            worker.start()
         backoff = _Backoff()
         try:
             while not self._stopping.is_set():
@@ -231,7 +256,8 @@ class Consumer:
         try:
             channel = connection.channel()
             declare_topology(channel, self._settings)
-            channel.basic_qos(prefetch_count=self._settings.prefetch_count)
+            # Per consumer (RabbitMQ's default; global QoS is deprecated).
+            channel.basic_qos(prefetch_count=self._prefetch)
 
             def on_message(ch: BlockingChannel, method: Basic.Deliver, properties: BasicProperties, body: bytes) -> None:
                 delivery = Delivery(body, properties, method.delivery_tag, method.redelivered, method.routing_key, ch)
@@ -239,13 +265,14 @@ class Consumer:
                     self._pending.append(delivery)
                     self._cond.notify_all()
 
-            tag = channel.basic_consume(self._queue_name, on_message)
+            tags = [channel.basic_consume(queue, on_message) for queue in self._queues]
             logger.info(
-                "%s: consuming %s (prefetch %d)", self._name, self._queue_name, self._settings.prefetch_count
+                "%s: consuming %s (prefetch %d, %d at a time)",
+                self._name, ", ".join(self._queues), self._prefetch, len(self._workers),
             )
             while not self._stopping.is_set():
                 connection.process_data_events(time_limit=0.5)
-            self._drain(connection, channel, tag)
+            self._drain(connection, channel, tags)
         finally:
             self._take_pending()  # unacked: the broker redelivers them once the connection is gone
             if connection.is_open:
@@ -254,18 +281,19 @@ class Consumer:
                 except (AMQPError, OSError):
                     pass
 
-    def _drain(self, connection: pika.BlockingConnection, channel: BlockingChannel, tag: str) -> None:
-        channel.basic_cancel(tag)
+    def _drain(self, connection: pika.BlockingConnection, channel: BlockingChannel, tags: list[str]) -> None:
+        for tag in tags:
+            channel.basic_cancel(tag)
         for delivery in self._take_pending():
             channel.basic_nack(delivery.delivery_tag, requeue=True)
-        deadline = time.monotonic() + self._settings.shutdown_grace_s
-        while self._current is not None and time.monotonic() < deadline:
+        deadline = time.monotonic() + self._grace_s
+        while self._running and time.monotonic() < deadline:
             connection.process_data_events(time_limit=0.2)
         connection.process_data_events(time_limit=0)
-        if self._current is not None:
+        if self._running:
             logger.warning(
-                "%s: job still running after %.0fs; handing it back to the queue",
-                self._name, self._settings.shutdown_grace_s,
+                "%s: %d message(s) still being handled after %.0fs; handing them back to the queue",
+                self._name, len(self._running), self._grace_s,
             )
 
     def _take_pending(self) -> list[Delivery]:
@@ -281,7 +309,8 @@ class Consumer:
                     self._cond.wait()
                 if not self._pending:
                     return
-                delivery = self._current = self._pending.popleft()
+                delivery = self._pending.popleft()
+                self._running.add(id(delivery))
             try:
                 outcome = self._run_handler(delivery)
                 try:
@@ -294,7 +323,7 @@ class Consumer:
                     )
             finally:
                 with self._cond:
-                    self._current = None
+                    self._running.discard(id(delivery))
 
     def _run_handler(self, delivery: Delivery) -> Outcome:
         try:

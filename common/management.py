@@ -18,9 +18,12 @@ import httpx
 from common.settings import Settings
 from common.topology import (
     DEAD_LETTER_QUEUE,
+    NOTIFICATION_RETRY_QUEUE_PREFIX,
     NOTIFICATIONS_QUEUE,
+    RETRIED_QUEUE,
     RETRY_QUEUE_PREFIX,
     WORK_QUEUE,
+    notification_retry_steps,
     retry_steps,
 )
 
@@ -45,14 +48,17 @@ def queue_role(name: str) -> str | None:
         return ROLE_DEAD_LETTER
     if name == NOTIFICATIONS_QUEUE:
         return ROLE_NOTIFICATIONS
-    if name.startswith(RETRY_QUEUE_PREFIX + "."):
+    if name == RETRIED_QUEUE or name.startswith(RETRY_QUEUE_PREFIX + "."):
         return ROLE_RETRY
+    if name.startswith(NOTIFICATION_RETRY_QUEUE_PREFIX + "."):
+        return ROLE_NOTIFICATIONS
     return None
 
 
 def expected_queues(settings: Settings) -> list[str]:
     retries = [step.queue for step in retry_steps(settings)]
-    return [WORK_QUEUE, *retries, DEAD_LETTER_QUEUE, NOTIFICATIONS_QUEUE]
+    notification_retries = [step.queue for step in notification_retry_steps(settings)]
+    return [WORK_QUEUE, RETRIED_QUEUE, *retries, DEAD_LETTER_QUEUE, NOTIFICATIONS_QUEUE, *notification_retries]
 
 
 @dataclass

@@ -9,7 +9,7 @@ import io
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import urllib3
 from minio import Minio
@@ -34,13 +34,17 @@ class StorageUnavailable(StorageError):
     pass
 
 
-def _client(endpoint: str, settings: Settings, http: urllib3.PoolManager | None) -> Minio:
+def _client(
+    endpoint: str, settings: Settings, http: urllib3.PoolManager | None, presigning: bool = False
+) -> Minio:
     # The region is given so that the client never asks the server for it: presigning then
     # works offline, and against a public endpoint the services themselves cannot reach.
+    # Download links may be signed by a key of their own that can only read results.
+    presign_key = presigning and settings.s3_presign_access_key and settings.s3_presign_secret_key
     return Minio(
         endpoint,
-        access_key=settings.s3_access_key,
-        secret_key=settings.s3_secret_key,
+        access_key=settings.s3_presign_access_key if presign_key else settings.s3_access_key,
+        secret_key=settings.s3_presign_secret_key if presign_key else settings.s3_secret_key,
         secure=settings.s3_secure,
         region=settings.s3_region,
         http_client=http,
@@ -58,7 +62,7 @@ class ObjectStore:
             retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504)),
         )
         self._client = _client(settings.s3_endpoint, settings, http)
-        self._presigner = _client(settings.s3_public_endpoint or settings.s3_endpoint, settings, None)
+        self._presigner = _client(settings.s3_public_endpoint or settings.s3_endpoint, settings, None, presigning=True)
 
     def ensure_bucket(self) -> None:
         with _translated(self.bucket):
@@ -108,13 +112,17 @@ class ObjectStore:
         with _translated(key):
             self._client.remove_object(self.bucket, key)
 
-    def list(self, prefix: str) -> list[str]:
-        """The keys under `prefix`, in key order."""
+    def list_dated(self, prefix: str) -> list[tuple[str, datetime | None]]:
+        """The keys under `prefix` with their last-modified times, in key order."""
         with _translated(prefix):
             return [
-                obj.object_name
+                (obj.object_name, obj.last_modified)
                 for obj in self._client.list_objects(self.bucket, prefix=prefix, recursive=True)
             ]
+
+    def list(self, prefix: str) -> list[str]:
+        """The keys under `prefix`, in key order."""
+        return [key for key, _ in self.list_dated(prefix)]
 
     def presigned_url(self, key: str) -> str:
         return self._presigner.presigned_get_object(self.bucket, key, expires=self._expiry)

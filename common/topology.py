@@ -1,12 +1,20 @@
 """Every exchange, queue and binding the system uses, declared in one place.
 
     api ──publish──▶ images.jobs (direct) ──"job"──▶ images.jobs.work ──▶ workers
+                       │   (at most MAX_QUEUED_JOBS waiting; past it the broker refuses the publish)
+                       └──"retried"──▶ images.jobs.retried ──▶ workers (jobs back from a delay)
                                                         │ rejected / failed for good
                                                         ▼
                            images.dlx (fanout) ──▶ images.jobs.dead
     workers, transient failure ──▶ images.retry (direct) ──"retry.<delay>"──▶ images.jobs.retry.<delay>
-                                   (message TTL, then dead-lettered back to images.jobs)
+                                   (message TTL, then dead-lettered to images.jobs as "retried")
     workers ──▶ images.events (topic) ──"job.*"──▶ images.notifications ──▶ notifier
+    notifier, webhook to try again ──▶ images.retry ──"notify.<delay>"──▶ images.notifications.retry.<delay>
+                                   (message TTL, then dead-lettered straight to images.notifications)
+
+Jobs coming back from a delay have a queue of their own: the length limit of the work queue must
+never drop a job that was already accepted (the broker drops dead-lettered messages that a full
+queue refuses). Workers consume both queues.
 
 Declaring is idempotent: every service declares the whole topology when it connects, so whichever
 starts first creates it.
@@ -21,6 +29,9 @@ from common.settings import Settings
 JOBS_EXCHANGE = "images.jobs"
 JOBS_ROUTING_KEY = "job"
 WORK_QUEUE = "images.jobs.work"
+RETRIED_ROUTING_KEY = "retried"
+RETRIED_QUEUE = "images.jobs.retried"
+JOB_QUEUES = (WORK_QUEUE, RETRIED_QUEUE)
 
 DEAD_LETTER_EXCHANGE = "images.dlx"
 DEAD_LETTER_QUEUE = "images.jobs.dead"
@@ -30,6 +41,7 @@ RETRY_QUEUE_PREFIX = "images.jobs.retry"
 
 EVENTS_EXCHANGE = "images.events"
 NOTIFICATIONS_QUEUE = "images.notifications"
+NOTIFICATION_RETRY_QUEUE_PREFIX = "images.notifications.retry"
 EVENT_COMPLETED = "job.completed"
 EVENT_FAILED = "job.failed"
 
@@ -38,16 +50,18 @@ EVENT_FAILED = "job.failed"
 class RetryStep:
     attempt: int
     delay_ms: int
+    queue_prefix: str = RETRY_QUEUE_PREFIX
+    routing_prefix: str = "retry"
 
     # Named by delay, not by attempt: a changed delay setting declares new queues instead of
     # clashing with the arguments of existing ones.
     @property
     def queue(self) -> str:
-        return f"{RETRY_QUEUE_PREFIX}.{self.delay_ms}ms"
+        return f"{self.queue_prefix}.{self.delay_ms}ms"
 
     @property
     def routing_key(self) -> str:
-        return f"retry.{self.delay_ms}ms"
+        return f"{self.routing_prefix}.{self.delay_ms}ms"
 
 
 def retry_steps(settings: Settings) -> list[RetryStep]:
@@ -62,6 +76,15 @@ def retry_steps(settings: Settings) -> list[RetryStep]:
     ]
 
 
+def notification_retry_steps(settings: Settings) -> list[RetryStep]:
+    """The webhook's delays between attempts: WEBHOOK_BACKOFF_S, doubling."""
+    base_ms = max(10, round(settings.webhook_backoff_s * 1000))
+    return [
+        RetryStep(n, base_ms * 2 ** (n - 1), NOTIFICATION_RETRY_QUEUE_PREFIX, "notify")
+        for n in range(1, max(2, settings.webhook_attempts))
+    ]
+
+
 def _queue_arguments(settings: Settings, **extra: object) -> dict:
     return {"x-queue-type": settings.queue_type, **extra}
 
@@ -72,30 +95,43 @@ def declare_topology(channel: BlockingChannel, settings: Settings) -> None:
     channel.exchange_declare(RETRY_EXCHANGE, "direct", durable=True)
     channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True)
 
-    work_arguments = {"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE}
+    job_arguments: dict[str, object] = {"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE}
     if settings.queue_type == "quorum":
         # A message redelivered this often (a worker crashing on it each time) is dead-lettered.
-        work_arguments["x-delivery-limit"] = settings.max_attempts
-    channel.queue_declare(WORK_QUEUE, durable=True, arguments=_queue_arguments(settings, **work_arguments))
+        job_arguments["x-delivery-limit"] = settings.max_attempts
+    limited = {"x-max-length": settings.max_queued_jobs, "x-overflow": "reject-publish"}
+    channel.queue_declare(WORK_QUEUE, durable=True, arguments=_queue_arguments(settings, **job_arguments, **limited))
     channel.queue_bind(WORK_QUEUE, JOBS_EXCHANGE, routing_key=JOBS_ROUTING_KEY)
+    channel.queue_declare(RETRIED_QUEUE, durable=True, arguments=_queue_arguments(settings, **job_arguments))
+    channel.queue_bind(RETRIED_QUEUE, JOBS_EXCHANGE, routing_key=RETRIED_ROUTING_KEY)
 
     channel.queue_declare(DEAD_LETTER_QUEUE, durable=True, arguments=_queue_arguments(settings))
     channel.queue_bind(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE)
 
     for step in retry_steps(settings):
-        channel.queue_declare(
-            step.queue,
-            durable=True,
-            arguments=_queue_arguments(
-                settings,
-                **{
-                    "x-message-ttl": step.delay_ms,
-                    "x-dead-letter-exchange": JOBS_EXCHANGE,
-                    "x-dead-letter-routing-key": JOBS_ROUTING_KEY,
-                },
-            ),
-        )
-        channel.queue_bind(step.queue, RETRY_EXCHANGE, routing_key=step.routing_key)
+        _declare_delay(channel, settings, step, JOBS_EXCHANGE, RETRIED_ROUTING_KEY)
 
     channel.queue_declare(NOTIFICATIONS_QUEUE, durable=True, arguments=_queue_arguments(settings))
     channel.queue_bind(NOTIFICATIONS_QUEUE, EVENTS_EXCHANGE, routing_key="job.*")
+    for step in notification_retry_steps(settings):
+        # Back through the default exchange, to the notifications queue alone: through the events
+        # exchange, every other subscriber of job events would see the event again.
+        _declare_delay(channel, settings, step, "", NOTIFICATIONS_QUEUE)
+
+
+def _declare_delay(
+    channel: BlockingChannel, settings: Settings, step: RetryStep, exchange: str, routing_key: str
+) -> None:
+    channel.queue_declare(
+        step.queue,
+        durable=True,
+        arguments=_queue_arguments(
+            settings,
+            **{
+                "x-message-ttl": step.delay_ms,
+                "x-dead-letter-exchange": exchange,
+                "x-dead-letter-routing-key": routing_key,
+            },
+        ),
+    )
+    channel.queue_bind(step.queue, RETRY_EXCHANGE, routing_key=step.routing_key)

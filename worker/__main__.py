@@ -8,7 +8,7 @@ from common.jobs import JobStore
 from common.logs import configure_logging
 from common.settings import settings
 from common.storage import ObjectStore
-from common.topology import WORK_QUEUE
+from common.topology import JOB_QUEUES
 from worker.handler import JobHandler
 from worker.stats import WorkerStats
 
@@ -22,7 +22,10 @@ def main() -> None:
     publisher = Publisher(settings, f"worker {name} publisher")
     stats = WorkerStats(name, store, settings.stats_interval_s)
     handler = JobHandler(settings, store, JobStore(store), publisher, name, stats)
-    consumer = Consumer(settings, WORK_QUEUE, stats.track(handler), f"worker {name}")
+    consumer = Consumer(
+        settings, JOB_QUEUES, stats.track(handler), f"worker {name}",
+        prefetch=settings.prefetch_count, grace_s=settings.shutdown_grace_s,
+    )
 
     def stop(signum: int, _frame: object) -> None:
         logger.info("worker %s: %s received; finishing the current job", name, signal.Signals(signum).name)
@@ -31,9 +34,11 @@ def main() -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     stats.start()
+    handler.start()
     try:
         consumer.run()
     finally:
+        handler.close()
         stats.close()
         publisher.close()
 

@@ -12,7 +12,6 @@ published, or the copy in the retry or dead-letter queue confirmed by the broker
 """
 
 import logging
-import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,7 +19,7 @@ from datetime import timedelta
 from pydantic import ValidationError
 
 from common.amqp import Delivery, Outcome, PublishFailed, Publisher
-from common.jobs import JobRecord, JobStatus, JobStore, result_key
+from common.jobs import JobRecord, JobStatus, JobStore, original_key, result_key
 from common.messages import JobEvent, JobMessage, ResultInfo, utcnow
 from common.settings import Settings
 from common.storage import ObjectMissing, ObjectStore, StorageUnavailable
@@ -32,7 +31,8 @@ from common.topology import (
     RETRY_EXCHANGE,
     retry_steps,
 )
-from worker.pipeline import ImageRejected, process_image
+from worker.isolation import PipelineProcess, PipelineRequest
+from worker.pipeline import ImageRejected, ProcessedImage
 from worker.stats import WorkerStats
 
 logger = logging.getLogger(__name__)
@@ -52,9 +52,10 @@ class PermanentFailure(Exception):
 class JobHandler:
     def __init__(
         self, settings: Settings, store: ObjectStore, jobs: JobStore, publisher: Publisher, worker_name: str,
-        stats: WorkerStats | None = None,
+        stats: WorkerStats | None = None, pipeline: PipelineProcess | None = None,
     ) -> None:
         self._settings = settings
+        self._pipeline = pipeline or PipelineProcess(settings.worker_memory_limit_mb)
         self._store = store
         self._jobs = jobs
         self._publisher = publisher
@@ -79,10 +80,19 @@ class JobHandler:
         record: JobRecord | None = None
         attempt = int(delivery.headers.get(ATTEMPT_HEADER, 0)) + 1
         try:
-            original = self._io.submit(self._store.get, message.original_key)
+            # Keys come from the job id, never from the message: another client's message must
+            # not make this job read someone else's original.
+            original = self._io.submit(self._store.get, original_key(job_id))
             record = self._jobs.get(job_id)
             if record is None:
                 raise PermanentFailure("unknown_job", f"no job record for {job_id}")
+            disagreement = _disagreement(message, record)
+            if disagreement:
+                error = f"the message disagrees with the record of job {job_id} on {', '.join(disagreement)}"
+                logger.error("dead-lettering a message that does not match its job (%s)", error, **log)
+                self._stats.failed(None, "invalid_message")
+                # The record is left alone: the message, not the job, is at fault.
+                return self._dead_letter(delivery, job_id, "invalid_message", error, attempt)
             if record.status is JobStatus.COMPLETED:
                 logger.info("already completed; publishing its event again and acking", **log)
                 self._publish_event(record)
@@ -119,14 +129,7 @@ class JobHandler:
             except ObjectMissing as exc:
                 raise PermanentFailure("original_missing", str(exc)) from exc
             try:
-                processed = process_image(
-                    data,
-                    message.operations,
-                    message.output_format,
-                    message.quality,
-                    self._settings.max_image_pixels,
-                    deadline=time.monotonic() + self._settings.job_time_limit_s,
-                )
+                processed = self._process(data, message)
             except ImageRejected as exc:
                 raise PermanentFailure(exc.reason, str(exc)) from exc
         finally:
@@ -154,6 +157,27 @@ class JobHandler:
             processed.width, processed.height, processed.format, len(processed.data),
             record.timings.processing_ms or 0, **log,
         )
+
+    def _process(self, data: bytes, message: JobMessage) -> ProcessedImage:
+        return self._pipeline.run(
+            PipelineRequest(
+                data=data,
+                operations=list(message.operations),
+                output_format=message.output_format,
+                quality=message.quality,
+                max_pixels=self._settings.max_image_pixels,
+                max_output_pixels=self._settings.max_output_pixels,
+                time_limit_s=self._settings.job_time_limit_s,
+            )
+        )
+
+    def start(self) -> None:
+        """Start the image process now rather than with the first job."""
+        self._pipeline.start()
+
+    def close(self) -> None:
+        self._pipeline.close()
+        self._io.shutdown(wait=False)
 
     def _retry_later(
         self, delivery: Delivery, job_id: str, record: JobRecord | None, attempt: int, exc: Exception
@@ -235,7 +259,6 @@ class JobHandler:
             attempts=record.attempts,
             result=record.result if completed else None,
             error=None if completed else record.error,
-            callback_url=record.callback_url,
         )
         self._publisher.publish(
             EVENTS_EXCHANGE, event.event, event.model_dump_json().encode(), message_id=record.job_id
@@ -246,6 +269,19 @@ class JobHandler:
             self._jobs.save(record)
         except StorageUnavailable:
             logger.exception("could not write the job record", extra={"job_id": record.job_id})
+
+
+def _disagreement(message: JobMessage, record: JobRecord) -> list[str]:
+    """The fields on which a job message says something else than the job's record."""
+    fields = []
+    if message.original_key != original_key(record.job_id) or record.original.key != original_key(record.job_id):
+        fields.append("original_key")
+    if list(message.operations) != list(record.operations):
+        fields.append("operations")
+    for name in ("output_format", "quality", "callback_url"):
+        if getattr(message, name) != getattr(record, name):
+            fields.append(name)
+    return fields
 
 
 def _describe(message: JobMessage) -> str:

@@ -6,22 +6,14 @@ import uuid
 
 import pytest
 
-from common.jobs import JobRecord, JobStatus, JobStore, OriginalInfo, original_key
 from common.operations import Resize
-from tests.integration.conftest import System
+from tests.support.system import System
 from tests.integration.test_faults import SLOW_OPERATIONS, upload_ok
 from tests.support.images import png_declaring
-from tests.support.processes import wait_for
+from bench.procs import children
+from tests.support.processes import family_peak_rss_mb, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM in /proc status")
 
 
 def test_upload_over_the_limit_is_413_from_the_header(make_system, tmp_path) -> None:
@@ -126,30 +118,18 @@ def test_upload_refuses_absurd_operations(system: System, sample_jpg, operations
     assert fragment in response.json()["detail"]
 
 
-def _submit_directly(system: System, data: bytes, operations: list, width: int, height: int) -> str:
-    """What another client could do: put an original and a job record, publish a job message."""
-    job_id = uuid.uuid4().hex
-    store = system.store
-    store.put(original_key(job_id), data, "image/png")
-    record = JobRecord(
-        job_id=job_id, status=JobStatus.QUEUED, operations=operations, quality=85,
-        original=OriginalInfo(key=original_key(job_id), format="png", width=width, height=height, bytes=len(data)),
-    )
-    JobStore(store).save(record)
-    system.vhost.publish("images.jobs", "job", record.to_message().model_dump_json().encode(), message_id=job_id)
-    return job_id
-
-
 def test_worker_refuses_a_bomb_that_bypassed_the_api_with_bounded_memory(make_system) -> None:
     system = make_system(workers=("worker-a",), notifier=False)
-    job_id = _submit_directly(system, png_declaring(60_000, 60_000), [Resize(width=100)], 60_000, 60_000)
+    job_id = system.submit_directly(png_declaring(60_000, 60_000), [Resize(width=100)], 60_000, 60_000)
     status = system.wait_finished(job_id)
     assert status["status"] == "failed"
     assert status["error_reason"] == "too_many_pixels"
     assert "60000×60000" in status["error"]
     wait_for(lambda: system.vhost.message_count("images.jobs.dead") == 1, 10, "the dead letter")
-    # Decoding it would take 3.6 GB; the worker never got near that.
-    assert peak_rss_mb(system.services["worker-a"].process.pid) < 300
+    # Decoding it would take 3.6 GB; neither the worker nor its image process got near that.
+    worker_pid = system.services["worker-a"].process.pid
+    assert children(worker_pid), "the worker runs images in a process of its own"
+    assert family_peak_rss_mb(worker_pid) < 300
 
 
 def test_worker_enforces_the_job_time_limit(make_system, sample_jpg) -> None:

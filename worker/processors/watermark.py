@@ -28,7 +28,9 @@ def watermark(image: Image.Image, operation: Watermark) -> Image.Image:
     shorter = min(image.size)
     margin = round(shorter * MARGIN)
     height = max(MIN_TEXT_HEIGHT, round(shorter * operation.size))
-    stamp = _stamp(operation.text, height, image.width - 2 * margin, operation.opacity)
+    stamp = _stamp(
+        operation.text, height, max(1, image.width - 2 * margin), max(1, image.height - 2 * margin), operation.opacity
+    )
     if image.mode in ("L", "LA"):
         stamp = stamp.convert("LA")
     image = image.copy()
@@ -56,12 +58,12 @@ def _font(size: int) -> Font:
 # STAMP_CACHE_SIZE × 1 MB); callers never modify a stamp.
 STAMP_CACHE_SIZE = 32
 STAMP_CACHE_MAX_PIXELS = 256 * 1024
-_stamps: OrderedDict[tuple[str, int, int, float], Image.Image] = OrderedDict()
+_stamps: OrderedDict[tuple[str, int, int, int, float], Image.Image] = OrderedDict()
 _stamps_lock = threading.Lock()
 
 
-def _stamp(text: str, height: int, max_width: int, opacity: float) -> Image.Image:
-    key = (text, height, max_width, opacity)
+def _stamp(text: str, height: int, max_width: int, max_height: int, opacity: float) -> Image.Image:
+    key = (text, height, max_width, max_height, opacity)
     with _stamps_lock:
         stamp = _stamps.get(key)
         if stamp is not None:
@@ -76,14 +78,18 @@ def _stamp(text: str, height: int, max_width: int, opacity: float) -> Image.Imag
     return stamp
 
 
-def _render_stamp(text: str, height: int, max_width: int, opacity: float) -> Image.Image:
-    """The text on a transparent RGBA canvas, shrunk (down to MIN_TEXT_HEIGHT) to fit max_width."""
+def _render_stamp(text: str, height: int, max_width: int, max_height: int, opacity: float) -> Image.Image:
+    """The text on a transparent RGBA canvas, shrunk (down to MIN_TEXT_HEIGHT) to fit inside
+    max_width × max_height; whatever still overflows at the smallest size is cut off. The canvas
+    is measured before it is made, so its size never depends on what the text asks for."""
     font, stroke, box = _measure(text, height)
-    width = box[2] - box[0]
-    if width > max_width and height > MIN_TEXT_HEIGHT:
-        height = max(MIN_TEXT_HEIGHT, int(height * max_width / width))
+    width, rendered_height = box[2] - box[0], box[3] - box[1]
+    scale = min(1.0, max_width / max(1, width), max_height / max(1, rendered_height))
+    if scale < 1 and height > MIN_TEXT_HEIGHT:
+        height = max(MIN_TEXT_HEIGHT, int(height * scale))
         font, stroke, box = _measure(text, height)
     left, top, right, bottom = box
+    right, bottom = min(right, left + max_width), min(bottom, top + max_height)
     stamp = Image.new("RGBA", (max(1, right - left), max(1, bottom - top)))
     ImageDraw.Draw(stamp).text(
         (-left, -top), text, font=font, fill="white", stroke_width=stroke, stroke_fill="black"

@@ -1,0 +1,77 @@
+"""Stored images and job records expire: originals, results and records older than
+RETENTION_DAYS are deleted.
+
+Under compose, MinIO's lifecycle rules do this too (docker-compose.yml, createbucket); the sweep
+here works with any S3 server, and is what the native stack (SeaweedFS) relies on. Every API
+replica sweeps on its own; deleting an object twice is harmless. `python -m common.retention`
+sweeps once.
+"""
+
+import logging
+import threading
+from datetime import datetime, timedelta, timezone
+
+from common.storage import ObjectStore, StorageError
+
+logger = logging.getLogger(__name__)
+
+EXPIRING_PREFIXES = ("jobs/", "originals/", "results/")
+
+
+def sweep(store: ObjectStore, older_than: datetime) -> int:
+    """Delete every expiring object last modified before `older_than`; returns how many."""
+    deleted = 0
+    for prefix in EXPIRING_PREFIXES:
+        for key, modified in store.list_dated(prefix):
+            if modified is not None and modified < older_than:
+                store.delete(key)
+                deleted += 1
+    return deleted
+
+
+class RetentionSweeper:
+    """Sweeps every `interval_s` on a background thread; a storage error waits for the next round."""
+
+    def __init__(self, store: ObjectStore, retention_days: float, interval_s: float) -> None:
+        self._store = store
+        self._retention = timedelta(days=retention_days)
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
+
+    def start(self) -> None:
+        if self._retention > timedelta(0):
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def sweep_once(self) -> int:
+        cutoff = datetime.now(timezone.utc) - self._retention
+        deleted = sweep(self._store, cutoff)
+        if deleted:
+            logger.info("retention: deleted %d objects last modified before %s", deleted, cutoff.isoformat())
+        return deleted
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self.sweep_once()
+            except StorageError as exc:
+                logger.warning("retention sweep failed; next try in %.0f s: %s", self._interval_s, exc)
+
+
+def main() -> None:
+    from common.logs import configure_logging
+    from common.settings import settings
+
+    configure_logging(settings, "retention")
+    if settings.retention_days <= 0:
+        print("RETENTION_DAYS is 0: nothing expires")
+        return
+    deleted = RetentionSweeper(ObjectStore(settings), settings.retention_days, settings.retention_sweep_interval_s).sweep_once()
+    print(f"deleted {deleted} objects older than {settings.retention_days:g} days")
+
+
+if __name__ == "__main__":
+    main()

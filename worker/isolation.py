@@ -1,0 +1,161 @@
+"""The image pipeline in a child process the worker can stop.
+
+One Pillow call (a large blur, an enormous resize) cannot be interrupted from Python, and a hostile
+image may ask for more memory than the machine has. The worker therefore hands each job to a
+long-lived child process and waits at most until the job's deadline: past it, the child is killed
+and the job fails with `time_limit`; a fresh child takes the next job. The child's address space is
+capped (WORKER_MEMORY_LIMIT_MB), so an allocation beyond it fails as `out_of_memory` instead of
+starving the machine. The child is started with `spawn`: the worker has threads (AMQP I/O, storage),
+and forking a threaded process can copy a lock that is held.
+"""
+
+import logging
+import multiprocessing
+import resource
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from common.operations import Operation
+from worker.pipeline import ImageRejected, ProcessedImage
+
+logger = logging.getLogger(__name__)
+
+# The child's own check between operations reports a timeout with the step it stopped before;
+# the kill is the backstop for one long call.
+KILL_MARGIN_S = 0.5
+STARTUP_TIMEOUT_S = 60.0
+READY = "ready"
+
+
+@dataclass(frozen=True)
+class PipelineRequest:
+    data: bytes
+    operations: list[Operation]
+    output_format: str | None
+    quality: int
+    max_pixels: int
+    max_output_pixels: int
+    time_limit_s: float
+
+
+class PipelineProcess:
+    def __init__(self, memory_limit_mb: int) -> None:
+        self._memory_limit_mb = memory_limit_mb
+        self._context = multiprocessing.get_context("spawn")
+        self._process: Any = None
+        self._connection: Connection | None = None
+
+    def start(self) -> None:
+        """Start the child if it is not running, and wait until it takes requests."""
+        if self._process is not None and self._process.is_alive():
+            return
+        parent, child = self._context.Pipe()
+        self._process = self._context.Process(
+            target=_serve, args=(child, self._memory_limit_mb), name="pipeline", daemon=True
+        )
+        self._process.start()
+        child.close()
+        self._connection = parent
+        # Until it says so, the child may still die of a stop signal meant for the worker.
+        if not parent.poll(STARTUP_TIMEOUT_S) or parent.recv() != READY:
+            self._kill()
+            raise RuntimeError("the image process did not start")
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def run(self, request: PipelineRequest) -> ProcessedImage:
+        self.start()
+        assert self._connection is not None
+        try:
+            self._connection.send(request)
+        except (BrokenPipeError, OSError):
+            # It died between jobs (killed from outside): a fresh one takes this job.
+            self._reap()
+            self.start()
+            assert self._connection is not None
+            self._connection.send(request)
+        try:
+            ready = self._connection.poll(request.time_limit_s + KILL_MARGIN_S)
+        except (EOFError, OSError):
+            ready = True  # the child is gone: recv below says so
+        if not ready:
+            self._kill()
+            raise ImageRejected(
+                "time_limit", f"the job ran out of its time limit ({request.time_limit_s:g} s) while processing"
+            )
+        try:
+            kind, payload = self._connection.recv()
+        except (EOFError, OSError):
+            code = self._reap()
+            raise ImageRejected("processing_error", f"the image process ended unexpectedly (exit code {code})") from None
+        if kind == "ok":
+            return payload
+        reason, message = payload
+        raise ImageRejected(reason, message)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+        if self._process is not None:
+            self._process.join(timeout=2)
+            if self._process.is_alive():
+                self._kill()
+
+    def _kill(self) -> None:
+        self._process.kill()
+        self._reap()
+
+    def _reap(self) -> int | None:
+        process, self._process = self._process, None
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        process.join(timeout=5)
+        return process.exitcode
+
+
+def _serve(connection: Connection, memory_limit_mb: int) -> None:
+    """The child: take requests until the worker closes its end."""
+    import signal
+    import time
+
+    from common.imaging import guard_decompression
+    from worker.pipeline import process_image
+
+    # A stop signal is for the worker, which lets the current job finish; the child ends when the
+    # worker closes the pipe (or is killed by it).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if memory_limit_mb:
+        limit = memory_limit_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    connection.send(READY)
+    guarded_at: int | None = None
+    while True:
+        try:
+            request: PipelineRequest = connection.recv()
+        except (EOFError, OSError):
+            return
+        if guarded_at != request.max_pixels:
+            guard_decompression(request.max_pixels)
+            guarded_at = request.max_pixels
+        try:
+            result = process_image(
+                request.data, request.operations, request.output_format, request.quality,
+                request.max_pixels, deadline=time.monotonic() + request.time_limit_s,
+                max_output_pixels=request.max_output_pixels,
+            )
+            reply: tuple[str, Any] = ("ok", result)
+        except ImageRejected as exc:
+            reply = ("rejected", (exc.reason, str(exc)))
+        except MemoryError:
+            reply = ("rejected", ("out_of_memory", f"the image needs more than {memory_limit_mb} MB to process"))
+        except Exception as exc:  # noqa: BLE001 - reported as the job's failure, the child carries on
+            reply = ("rejected", ("processing_error", f"processing failed: {type(exc).__name__}: {exc}"))
+        try:
+            connection.send(reply)
+        except (BrokenPipeError, OSError):
+            return
