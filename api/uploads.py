@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from fastapi import HTTPException, status
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from common.formats import CONTENT_TYPES, INPUT_FORMATS, OUTPUT_FORMATS, PILLOW_FORMATS, accepted_list
 from common.imaging import declared_size
@@ -37,11 +37,16 @@ def sniff_image(file: BinaryIO, size: int, max_pixels: int) -> SniffedImage:
         # Far past the limit: Pillow's own guard refused it from the header.
         width, height = declared_size(file) or (max_pixels + 1, 1)
         pil_format = None
-    except Exception as exc:  # noqa: BLE001 - any decoder failure means "not an image we accept"
-        logger.info("upload refused: not an accepted image (%s: %s)", type(exc).__name__, exc)
+    except UnidentifiedImageError:
         raise HTTPException(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
             f"the file is not an image in a supported format (by its content); accepted: {accepted_list()}",
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means "not an image we can read"
+        logger.info("upload refused: unreadable image (%s: %s)", type(exc).__name__, exc)
+        reason = (str(exc) or type(exc).__name__)[:200]
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"the file starts like an image but cannot be read: {reason}"
         ) from None
     finally:
         _rewind(file)

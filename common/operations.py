@@ -138,6 +138,8 @@ def parse_operations(spec: str, max_operations: int) -> list[Resize | Watermark 
             raise OperationsError("operation parameters must be plain values (strings, numbers, booleans)")
     else:
         items = [_item_to_dict(item) for item in _split_top_level(spec, ",")]
+    if not items:
+        raise OperationsError("no operations given; allowed: " + describe_allowed())
     if len(items) > max_operations:
         raise OperationsError(f"{len(items)} operations given; at most {max_operations} allowed")
     return [_validate(index, item) for index, item in enumerate(items, start=1)]

@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(30.0, ge=0)
     job_time_limit_s: float = Field(120.0, gt=0)
     # Largest image any operation may produce, whatever `upscale` says.
-    max_output_pixels: int = Field(50_000_000, ge=1, le=1_000_000_000)
+    max_output_pixels: int = Field(100_000_000, ge=1, le=1_000_000_000)
     # Address space of the process that decodes and transforms images (0: no limit).
     worker_memory_limit_mb: int = Field(2048, ge=0)
     stats_interval_s: float = Field(5.0, gt=0)

@@ -5,13 +5,16 @@ image may ask for more memory than the machine has. The worker therefore hands e
 long-lived child process and waits at most until the job's deadline: past it, the child is killed
 and the job fails with `time_limit`; a fresh child takes the next job. The child's address space is
 capped (WORKER_MEMORY_LIMIT_MB), so an allocation beyond it fails as `out_of_memory` instead of
-starving the machine. The child is started with `spawn`: the worker has threads (AMQP I/O, storage),
-and forking a threaded process can copy a lock that is held.
+starving the machine. The child is a fresh interpreter (`python -m worker.isolation`), not a fork:
+the worker has threads (AMQP I/O, storage), and forking a threaded process can copy a lock that is
+held. Requests and answers are pickled over a socket pair; only the worker ever writes to it.
 """
 
 import logging
-import multiprocessing
 import resource
+import socket
+import subprocess
+import sys
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -42,21 +45,20 @@ class PipelineRequest:
 class PipelineProcess:
     def __init__(self, memory_limit_mb: int) -> None:
         self._memory_limit_mb = memory_limit_mb
-        self._context = multiprocessing.get_context("spawn")
-        self._process: Any = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._connection: Connection | None = None
 
     def start(self) -> None:
         """Start the child if it is not running, and wait until it takes requests."""
-        if self._process is not None and self._process.is_alive():
+        if self._process is not None and self._process.poll() is None:
             return
-        parent, child = self._context.Pipe()
-        self._process = self._context.Process(
-            target=_serve, args=(child, self._memory_limit_mb), name="pipeline", daemon=True
-        )
-        self._process.start()
-        child.close()
-        self._connection = parent
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "worker.isolation", str(theirs.fileno()), str(self._memory_limit_mb)],
+                pass_fds=[theirs.fileno()],
+            )
+            parent = self._connection = Connection(ours.detach())
         # Until it says so, the child may still die of a stop signal meant for the worker.
         if not parent.poll(STARTUP_TIMEOUT_S) or parent.recv() != READY:
             self._kill()
@@ -97,15 +99,19 @@ class PipelineProcess:
         raise ImageRejected(reason, message)
 
     def close(self) -> None:
+        """Closing its end of the socket ends the child; it is killed if it lingers."""
         if self._connection is not None:
             self._connection.close()
+            self._connection = None
         if self._process is not None:
-            self._process.join(timeout=2)
-            if self._process.is_alive():
+            try:
+                self._process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
                 self._kill()
 
     def _kill(self) -> None:
-        self._process.kill()
+        if self._process is not None:
+            self._process.kill()
         self._reap()
 
     def _reap(self) -> int | None:
@@ -113,8 +119,13 @@ class PipelineProcess:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
-        process.join(timeout=5)
-        return process.exitcode
+        if process is None:
+            return None
+        try:
+            return process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
 
 
 def _serve(connection: Connection, memory_limit_mb: int) -> None:
@@ -159,3 +170,7 @@ def _serve(connection: Connection, memory_limit_mb: int) -> None:
             connection.send(reply)
         except (BrokenPipeError, OSError):
             return
+
+
+if __name__ == "__main__":
+    _serve(Connection(int(sys.argv[1])), int(sys.argv[2]))
