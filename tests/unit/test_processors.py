@@ -290,3 +290,13 @@ def test_watermark_does_not_keep_large_stamps():
     for index in range(watermark_module.STAMP_CACHE_SIZE + 5):
         apply(make_photo((60, 40)), Watermark(text=f"t{index}"))
     assert len(watermark_module._stamps) == watermark_module.STAMP_CACHE_SIZE
+
+
+def test_watermark_stamp_never_exceeds_the_image_whatever_the_text() -> None:
+    """A tower of combining marks (which validation refuses, but a message need not have been
+    validated by this code) renders no larger than the image it goes on."""
+    tower = Watermark.model_construct(name="watermark", text="a" + "\u0301" * 99, position="center", opacity=0.5, size=0.5)
+    image = Image.new("RGB", (1000, 1000), "white")
+    stamp = watermark_module._stamp(tower.text, 500, 980, 980, 0.5)
+    assert stamp.width <= 980 and stamp.height <= 980
+    assert apply(image, tower).size == (1000, 1000)
