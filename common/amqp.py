@@ -5,6 +5,10 @@ flowing while a large image is processed; the handler's verdict goes back to the
 `add_callback_threadsafe`. Connection losses are retried with a capped backoff that resets after a
 good run; a channel closed by the broker (a topology mismatch, a missing queue) and refused
 credentials are configuration errors and stop the consumer instead of looping.
+
+A delivery whose connection is lost while its handler runs is marked `lost`: the broker has
+already given the message back to the queue for another consumer, so the handler stops before it
+commits anything further (see `Delivery.lost`) instead of finishing a job that now runs twice.
 """
 
 import enum
@@ -37,19 +41,34 @@ logger = logging.getLogger(__name__)
 PERSISTENT = pika.DeliveryMode.Persistent
 
 
-def connection_parameters(settings: Settings, name: str) -> pika.ConnectionParameters:
-    return pika.ConnectionParameters(
-        host=settings.rabbitmq_host,
-        port=settings.rabbitmq_port,
-        virtual_host=settings.rabbitmq_vhost,
-        credentials=pika.PlainCredentials(settings.rabbitmq_user, settings.rabbitmq_password),
-        heartbeat=settings.rabbitmq_heartbeat_s,
-        blocked_connection_timeout=30,
-        socket_timeout=5,
-        stack_timeout=10,
-        connection_attempts=1,
-        client_properties={"connection_name": name},
-    )
+def connection_parameters(settings: Settings, name: str) -> list[pika.ConnectionParameters]:
+    """One set of parameters per broker node; pika tries them in order and keeps the first that
+    answers, so a connection lost with its node is re-established on the next one."""
+    credentials = pika.PlainCredentials(settings.rabbitmq_user, settings.rabbitmq_password)
+    return [
+        pika.ConnectionParameters(
+            host=node.host,
+            port=node.port,
+            virtual_host=settings.rabbitmq_vhost,
+            credentials=credentials,
+            heartbeat=settings.rabbitmq_heartbeat_s,
+            blocked_connection_timeout=30,
+            socket_timeout=5,
+            stack_timeout=10,
+            connection_attempts=1,
+            client_properties={"connection_name": name},
+        )
+        for node in settings.broker_nodes
+    ]
+
+
+def connect(settings: Settings, name: str) -> pika.BlockingConnection:
+    """A connection to the first broker node that answers (logged, so a move to another node shows)."""
+    connection = pika.BlockingConnection(connection_parameters(settings, name))
+    params = getattr(connection._impl, "params", None)  # noqa: SLF001 - pika keeps the node it chose only here
+    if params is not None and len(settings.broker_nodes) > 1:
+        logger.info("%s: connected to broker node %s:%s", name, params.host, params.port)
+    return connection
 
 
 class PublishFailed(Exception):
@@ -58,6 +77,10 @@ class PublishFailed(Exception):
 
 class QueueFull(PublishFailed):
     """The broker refused the message: the queue it routes to holds as many as it may."""
+
+
+class DeliveryLost(Exception):
+    """The connection that delivered the message being handled is gone: the broker redelivers it."""
 
 
 class Publisher:
@@ -82,7 +105,13 @@ class Publisher:
         message_id: str | None = None,
         headers: dict | None = None,
         content_type: str = "application/json",
+        cancel: threading.Event | None = None,
     ) -> None:
+        """Publishes and waits for the broker's confirm; retries on a lost connection.
+
+        `cancel` (a delivery's `lost` flag) is checked before each attempt: once it is set, the
+        message is not sent and DeliveryLost is raised.
+        """
         properties = BasicProperties(
             content_type=content_type,
             delivery_mode=PERSISTENT,
@@ -95,6 +124,8 @@ class Publisher:
         last_error: Exception | None = None
         with self._lock:
             for attempt in range(1, attempts + 1):
+                if cancel is not None and cancel.is_set():
+                    raise DeliveryLost(f"not publishing to {exchange}/{routing_key}: the delivery was lost")
                 try:
                     channel = self._ensure_channel()
                     channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
@@ -133,7 +164,7 @@ class Publisher:
     def _ensure_channel(self):
         if self._connection is None or not self._connection.is_open or not self._channel.is_open:
             self._close()
-            self._connection = pika.BlockingConnection(connection_parameters(self._settings, self._name))
+            self._connection = connect(self._settings, self._name)
             channel = self._connection.channel()
             declare_topology(channel, self._settings)
             channel.confirm_delivery()
@@ -153,6 +184,7 @@ class Outcome(enum.Enum):
     ACK = "ack"
     DEAD_LETTER = "dead-letter"  # nack without requeue: the queue's dead-letter exchange takes it
     REQUEUE = "requeue"
+    ABANDON = "abandon"  # the delivery was lost with its connection: nothing left to settle
 
 
 @dataclass
@@ -163,6 +195,8 @@ class Delivery:
     redelivered: bool
     routing_key: str
     channel: BlockingChannel = field(repr=False)
+    # Set by the consumer when the connection goes while the message is unsettled.
+    lost: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
     def headers(self) -> dict:
@@ -252,7 +286,7 @@ class Consumer:
         logger.info("%s: stopped", self._name)
 
     def _consume_until_stopped(self) -> None:
-        connection = pika.BlockingConnection(connection_parameters(self._settings, self._name))
+        connection = connect(self._settings, self._name)
         try:
             channel = connection.channel()
             declare_topology(channel, self._settings)
@@ -274,7 +308,7 @@ class Consumer:
                 connection.process_data_events(time_limit=0.5)
             self._drain(connection, channel, tags)
         finally:
-            self._take_pending()  # unacked: the broker redelivers them once the connection is gone
+            self._mark_unsettled_lost()  # the broker redelivers them once the connection is gone
             if connection.is_open:
                 try:
                     connection.close()
@@ -296,6 +330,13 @@ class Consumer:
                 self._name, len(self._running), self._grace_s,
             )
 
+    def _mark_unsettled_lost(self) -> None:
+        with self._cond:
+            unsettled = [*self._pending, *([self._current] if self._current is not None else [])]
+            self._pending.clear()
+        for delivery in unsettled:
+            delivery.lost.set()
+
     def _take_pending(self) -> list[Delivery]:
         with self._cond:
             taken = list(self._pending)
@@ -313,6 +354,12 @@ class Consumer:
                 self._running.add(id(delivery))
             try:
                 outcome = self._run_handler(delivery)
+                if outcome is Outcome.ABANDON or delivery.lost.is_set():
+                    logger.warning(
+                        "%s: delivery %d was lost with its connection; the broker redelivers it",
+                        self._name, delivery.delivery_tag,
+                    )
+                    continue
                 try:
                     # partial, not a lambda: the loop rebinds delivery before the callback runs.
                     delivery.channel.connection.add_callback_threadsafe(partial(_settle, delivery, outcome))

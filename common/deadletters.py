@@ -14,12 +14,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import BasicProperties
 from pydantic import BaseModel
 
-from common.amqp import Publisher, connection_parameters
+from common.amqp import Publisher, connect
 from common.jobs import JobStatus, JobStore
 from common.settings import Settings
 from common.topology import DEAD_LETTER_QUEUE, JOBS_EXCHANGE, JOBS_ROUTING_KEY, declare_topology
@@ -148,7 +147,7 @@ class DeadLetterQueue:
     @contextmanager
     def _channel(self) -> Iterator[BlockingChannel]:
         """A connection of its own for one inspection; closing it returns unacked messages."""
-        connection = pika.BlockingConnection(connection_parameters(self._settings, "dead-letter admin"))
+        connection = connect(self._settings, "dead-letter admin")
         try:
             channel = connection.channel()
             declare_topology(channel, self._settings)

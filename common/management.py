@@ -7,15 +7,19 @@ once; not how busy the workers are). The management API refreshes them every few
 (`collect_statistics_interval`, 5 s by default), so they lag the queue by up to that much.
 
 `read_queues` never raises: an unreachable API or a missing queue is reported as such.
+
+With several broker nodes (RABBITMQ_HOSTS) every node serves the same API for the whole cluster;
+the client asks the node that answered last and moves to the next one when it cannot connect.
 """
 
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from urllib.parse import quote
 
 import httpx
 
-from common.settings import Settings
+from common.settings import BrokerNode, Settings
 from common.topology import (
     DEAD_LETTER_QUEUE,
     NOTIFICATION_RETRY_QUEUE_PREFIX,
@@ -33,11 +37,58 @@ ROLE_DEAD_LETTER = "dead_letter"
 ROLE_NOTIFICATIONS = "notifications"
 
 
+class FailoverTransport(httpx.BaseTransport):
+    """Sends each request to one node of a list, starting with the one that answered last.
+
+    Only a failure to connect moves on to the next node: a node that answers, even with an error
+    status, has answered. When no node can be reached the last connection error is raised.
+    """
+
+    def __init__(self, nodes: list[BrokerNode], transport: httpx.BaseTransport | None = None) -> None:
+        if not nodes:
+            raise ValueError("no management API node to send requests to")
+        self.nodes = list(nodes)
+        self._transport = transport or httpx.HTTPTransport()
+        self._lock = threading.Lock()
+        self._preferred = 0
+
+    @property
+    def current(self) -> BrokerNode:
+        return self.nodes[self._preferred]
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with self._lock:
+            first = self._preferred
+        error: httpx.TransportError | None = None
+        for offset in range(len(self.nodes)):
+            index = (first + offset) % len(self.nodes)
+            node = self.nodes[index]
+            url = request.url.copy_with(host=node.host, port=node.port)
+            headers = [(b"Host", url.netloc), *((k, v) for k, v in request.headers.raw if k.lower() != b"host")]
+            attempt = httpx.Request(
+                request.method, url, headers=headers, stream=request.stream, extensions=request.extensions
+            )
+            try:
+                response = self._transport.handle_request(attempt)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                error = exc
+                continue
+            with self._lock:
+                self._preferred = index
+            return response
+        assert error is not None
+        raise error
+
+    def close(self) -> None:
+        self._transport.close()
+
+
 def management_client(settings: Settings, timeout: float = 5.0) -> httpx.Client:
     return httpx.Client(
         base_url=settings.management_url,
         auth=(settings.rabbitmq_user, settings.rabbitmq_password),
         timeout=timeout,
+        transport=FailoverTransport(settings.management_nodes),
     )
 
 
@@ -138,7 +189,8 @@ def read_queues(settings: Settings, client: httpx.Client | None = None) -> Broke
         response.raise_for_status()
         found = {q["name"]: q for q in response.json() if queue_role(q.get("name", ""))}
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-        error = f"management API at {settings.management_url} unavailable: {_describe(exc)}"
+        where = ", ".join(str(node) for node in settings.management_nodes)
+        error = f"management API at {where} unavailable: {_describe(exc)}"
         return BrokerStats(False, error=error)
     finally:
         if owned:

@@ -4,7 +4,9 @@ import base64
 import binascii
 import logging
 import os
+import re
 import socket
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -19,6 +21,37 @@ LOCAL_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"imgpipe local development o
 _UNSAFE_SECRETS = {"", "guest", "minioadmin", "change-me", "admin", "password", LOCAL_WEBHOOK_SECRET}
 _UNSAFE_USERS = {"guest", "minioadmin"}
 MIN_SECRET_LENGTH = 16
+
+MAX_BROKER_NODES = 16
+# A DNS name or IPv4 address, or an IPv6 address in brackets; then an optional :port.
+_NODE = re.compile(r"^(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::(?P<port>[0-9]{1,5}))?$")
+
+
+@dataclass(frozen=True)
+class BrokerNode:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def parse_broker_nodes(text: str, default_port: int) -> list[BrokerNode]:
+    """`h1:5672,h2,[::1]:5673` -> nodes in the given order; a missing port is `default_port`.
+
+    Raises ValueError naming the first entry that is not a host[:port].
+    """
+    entries = [entry.strip() for entry in text.split(",")]
+    if len(entries) > MAX_BROKER_NODES:
+        raise ValueError(f"at most {MAX_BROKER_NODES} broker nodes, got {len(entries)}")
+    nodes = []
+    for entry in entries:
+        match = _NODE.match(entry)
+        port = int(match["port"]) if match and match["port"] else default_port
+        if match is None or not 1 <= port <= 65535:
+            raise ValueError(f"not a host[:port] broker address: {entry[:80]!r}")
+        nodes.append(BrokerNode(match["host"].strip("[]"), port))
+    return nodes
 
 
 class Settings(BaseSettings):
@@ -37,11 +70,13 @@ class Settings(BaseSettings):
 
     # RabbitMQ
     rabbitmq_host: str = "127.0.0.1"
-    rabbitmq_port: int = 5672
+    rabbitmq_port: int = Field(5672, ge=1, le=65535)
+    # Several nodes of one cluster, tried in order: "h1:5672,h2:5672,h3". Empty: RABBITMQ_HOST.
+    rabbitmq_hosts: str = ""
     rabbitmq_user: str = "guest"
     rabbitmq_password: str = "guest"
     rabbitmq_vhost: str = "/"
-    rabbitmq_management_port: int = 15672
+    rabbitmq_management_port: int = Field(15672, ge=1, le=65535)
     rabbitmq_heartbeat_s: int = Field(30, ge=0)
     queue_type: Literal["classic", "quorum"] = "classic"
     prefetch_count: int = Field(1, ge=1)
@@ -102,19 +137,30 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
-    @computed_field  # type: ignore[prop-decorator]
+    @field_validator("rabbitmq_hosts")
+    @classmethod
+    def _check_broker_nodes(cls, value: str) -> str:
+        if value.strip():
+            parse_broker_nodes(value, 5672)
+        return value
+
     @property
-    def amqp_url(self) -> str:
-        vhost = "%2F" if self.rabbitmq_vhost == "/" else self.rabbitmq_vhost
-        return (
-            f"amqp://{self.rabbitmq_user}:{self.rabbitmq_password}"
-            f"@{self.rabbitmq_host}:{self.rabbitmq_port}/{vhost}"
-        )
+    def broker_nodes(self) -> list[BrokerNode]:
+        """The broker nodes to try, in order: RABBITMQ_HOSTS, or else RABBITMQ_HOST:RABBITMQ_PORT."""
+        if self.rabbitmq_hosts.strip():
+            return parse_broker_nodes(self.rabbitmq_hosts, self.rabbitmq_port)
+        return [BrokerNode(self.rabbitmq_host, self.rabbitmq_port)]
+
+    @property
+    def management_nodes(self) -> list[BrokerNode]:
+        """The management API of every broker node (same hosts, RABBITMQ_MANAGEMENT_PORT)."""
+        return [BrokerNode(node.host, self.rabbitmq_management_port) for node in self.broker_nodes]
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def management_url(self) -> str:
-        return f"http://{self.rabbitmq_host}:{self.rabbitmq_management_port}/api"
+        """The first node's management API (the client moves to the next ones when it is down)."""
+        return _http_url(self.management_nodes[0]) + "/api"
 
     @cached_property
     def instance_name(self) -> str:
@@ -165,6 +211,11 @@ def webhook_secret_key(secret: str) -> bytes:
             "make one with `python -m tools.apikeys webhook-secret`"
         )
     return key
+
+
+def _http_url(node: BrokerNode) -> str:
+    host = f"[{node.host}]" if ":" in node.host else node.host
+    return f"http://{host}:{node.port}"
 
 
 settings = Settings()

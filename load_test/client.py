@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pika
 from pika.exceptions import AMQPError
 
-from common.amqp import connection_parameters
+from common.amqp import connect
 from common.settings import Settings
 from common.topology import EVENTS_EXCHANGE
 from load_test.results import COMPLETED, FAILED, LOST, REJECTED, JobResult, epoch
@@ -84,7 +83,7 @@ class EventListener:
 
     def _run(self) -> None:
         try:
-            connection = pika.BlockingConnection(connection_parameters(self._settings, "load-test-events"))
+            connection = connect(self._settings, "load-test-events")
             channel = connection.channel()
             queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
             channel.queue_bind(queue, EVENTS_EXCHANGE, routing_key="job.*")

@@ -19,7 +19,8 @@ import httpx
 import pika
 from pika.exceptions import AMQPError
 
-from common.amqp import connection_parameters
+from common.amqp import connect
+from common.management import management_client
 from common.settings import Settings
 from common.topology import WORK_QUEUE
 from load_test.results import QueueSample
@@ -38,10 +39,10 @@ class Broker:
         self.settings = settings
         self.queue = queue
         self._connection: pika.BlockingConnection | None = None
-        self._http = httpx.Client(
-            base_url=management_url or settings.management_url,
-            auth=(settings.rabbitmq_user, settings.rabbitmq_password),
-            timeout=5,
+        self._http = (
+            httpx.Client(base_url=management_url, auth=(settings.rabbitmq_user, settings.rabbitmq_password), timeout=5)
+            if management_url
+            else management_client(settings)
         )
 
     def counts(self) -> tuple[int, int]:
@@ -49,9 +50,7 @@ class Broker:
         for attempt in (1, 2):
             try:
                 if self._connection is None or self._connection.is_closed:
-                    self._connection = pika.BlockingConnection(
-                        connection_parameters(self.settings, "load-test")
-                    )
+                    self._connection = connect(self.settings, "load-test")
                 declared = self._connection.channel().queue_declare(self.queue, passive=True).method
                 return declared.message_count, declared.consumer_count
             except AMQPError:

@@ -7,25 +7,16 @@ import argparse
 import sys
 from urllib.parse import quote
 
-import httpx
-
+from common.management import management_client
 from common.settings import settings
 from common.topology import DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, JOBS_EXCHANGE, RETRY_EXCHANGE
 
 PREFIX = "images."
 
 
-def management_client() -> httpx.Client:
-    return httpx.Client(
-        base_url=settings.management_url,
-        auth=(settings.rabbitmq_user, settings.rabbitmq_password),
-        timeout=10,
-    )
-
-
 def reset() -> int:
     vhost = quote(settings.rabbitmq_vhost, safe="")
-    with management_client() as client:
+    with management_client(settings, timeout=10) as client:
         queues = [q["name"] for q in client.get(f"/queues/{vhost}").raise_for_status().json()]
         for name in queues:
             if name.startswith(PREFIX):

@@ -9,6 +9,12 @@ Failures fall in two classes:
 
 The message is acked only once its outcome is durable: result stored, record written and event
 published, or the copy in the retry or dead-letter queue confirmed by the broker.
+
+If the connection that delivered the message is lost while the job runs (a broker node going
+away), the broker has already handed the message to another consumer: the job stops before it
+stores a result and before it publishes anything, and the copy that was redelivered finishes it
+(seeing a `completed` record, it only publishes the event). A job is thus completed once, not
+once per delivery.
 """
 
 import logging
@@ -18,7 +24,7 @@ from datetime import timedelta
 
 from pydantic import ValidationError
 
-from common.amqp import Delivery, Outcome, PublishFailed, Publisher
+from common.amqp import Delivery, DeliveryLost, Outcome, PublishFailed, Publisher
 from common.jobs import JobRecord, JobStatus, JobStore, original_key, result_key
 from common.messages import JobEvent, JobMessage, ResultInfo, utcnow
 from common.settings import Settings
@@ -95,7 +101,7 @@ class JobHandler:
                 return self._dead_letter(delivery, job_id, "invalid_message", error, attempt)
             if record.status is JobStatus.COMPLETED:
                 logger.info("already completed; publishing its event again and acking", **log)
-                self._publish_event(record)
+                self._publish_event(record, delivery)
                 return Outcome.ACK
             attempt = max(attempt, record.attempts + 1)
             if attempt > self._settings.max_attempts:
@@ -103,17 +109,22 @@ class JobHandler:
                     "attempts_exhausted",
                     f"gave up after {record.attempts} attempts; last error: {record.error or 'none recorded'}",
                 )
-            self._run(message, record, attempt, original)
+            self._run(message, record, attempt, original, delivery)
             return Outcome.ACK
+        except DeliveryLost as exc:
+            logger.warning("abandoned: %s; the redelivered copy finishes the job", exc, **log)
+            return Outcome.ABANDON
         except PermanentFailure as failure:
             logger.warning("job failed for good: %s (%s)", failure.error, failure.reason, **log)
             self._stats.failed(message.operations, failure.reason)
-            self._record_failure(record, failure)
+            self._record_failure(record, failure, delivery)
             return self._dead_letter(delivery, job_id, failure.reason, failure.error, attempt)
         except (StorageUnavailable, PublishFailed) as exc:
             return self._retry_later(delivery, job_id, record, attempt, exc)
 
-    def _run(self, message: JobMessage, record: JobRecord, attempt: int, original: Future[bytes]) -> None:
+    def _run(
+        self, message: JobMessage, record: JobRecord, attempt: int, original: Future[bytes], delivery: Delivery
+    ) -> None:
         log = {"extra": {"job_id": record.job_id}}
         record.status = JobStatus.PROCESSING
         record.started_at = utcnow()
@@ -136,6 +147,8 @@ class JobHandler:
             wait([writing])  # the record's next write (completed, failed, retrying) comes after it
         writing.result()  # a failed status write is a transient failure, as it was when written first
 
+        if delivery.lost.is_set():
+            raise DeliveryLost("the broker connection was lost while the image was processed")
         key = result_key(record.job_id, processed.format)
         self._store.put(key, processed.data, content_type=processed.content_type)
         record.result = ResultInfo(
@@ -151,12 +164,12 @@ class JobHandler:
         record.error = record.error_reason = None
         self._jobs.save(record)
         self._stats.completed(record)  # once the record says completed: a redelivery is not counted again
-        self._publish_event(record)
         logger.info(
             "completed: %dx%d %s, %d bytes in %.0f ms",
             processed.width, processed.height, processed.format, len(processed.data),
             record.timings.processing_ms or 0, **log,
         )
+        self._publish_event(record, delivery)
 
     def _process(self, data: bytes, message: JobMessage) -> ProcessedImage:
         return self._pipeline.run(
@@ -188,7 +201,7 @@ class JobHandler:
             failure = PermanentFailure("attempts_exhausted", f"gave up after {attempt} attempts; last error: {error}")
             logger.warning("%s", failure.error, **log)
             self._stats.failed(record.operations if record else None, failure.reason)
-            self._record_failure(record, failure)
+            self._record_failure(record, failure, delivery)
             return self._dead_letter(delivery, job_id, failure.reason, failure.error, attempt)
 
         step = self._retry_steps[attempt - 1]
@@ -196,8 +209,10 @@ class JobHandler:
         try:
             self._publisher.publish(
                 RETRY_EXCHANGE, step.routing_key, delivery.body,
-                message_id=delivery.properties.message_id, headers=headers,
+                message_id=delivery.properties.message_id, headers=headers, cancel=delivery.lost,
             )
+        except DeliveryLost:
+            return Outcome.ABANDON  # the redelivered copy is tried again as it is
         except PublishFailed:
             logger.warning("could not schedule a retry; handing the message back", **log)
             return Outcome.REQUEUE
@@ -210,7 +225,7 @@ class JobHandler:
             self._save_quietly(record)
         return Outcome.ACK
 
-    def _record_failure(self, record: JobRecord | None, failure: PermanentFailure) -> None:
+    def _record_failure(self, record: JobRecord | None, failure: PermanentFailure, delivery: Delivery) -> None:
         if record is None:
             return
         record.status = JobStatus.FAILED
@@ -221,7 +236,9 @@ class JobHandler:
         record.next_attempt_at = None
         self._save_quietly(record)
         try:
-            self._publish_event(record)
+            self._publish_event(record, delivery)
+        except DeliveryLost:
+            pass  # the redelivered copy fails the same way and publishes it
         except PublishFailed:
             logger.exception("could not publish job.failed", extra={"job_id": record.job_id})
 
@@ -243,13 +260,16 @@ class JobHandler:
                 DEAD_LETTER_EXCHANGE, "", delivery.body,
                 message_id=delivery.properties.message_id, headers=headers,
                 content_type=delivery.properties.content_type or "application/octet-stream",
+                cancel=delivery.lost,
             )
+        except DeliveryLost:
+            return Outcome.ABANDON
         except PublishFailed:
             # The work queue's own dead-letter exchange still takes it, without our headers.
             return Outcome.DEAD_LETTER
         return Outcome.ACK
 
-    def _publish_event(self, record: JobRecord) -> None:
+    def _publish_event(self, record: JobRecord, delivery: Delivery) -> None:
         completed = record.status is JobStatus.COMPLETED
         event = JobEvent(
             event=EVENT_COMPLETED if completed else EVENT_FAILED,
@@ -260,8 +280,10 @@ class JobHandler:
             result=record.result if completed else None,
             error=None if completed else record.error,
         )
+        # Not once the delivery is lost: the redelivered copy publishes it (and only it).
         self._publisher.publish(
-            EVENTS_EXCHANGE, event.event, event.model_dump_json().encode(), message_id=record.job_id
+            EVENTS_EXCHANGE, event.event, event.model_dump_json().encode(), message_id=record.job_id,
+            cancel=delivery.lost,
         )
 
     def _save_quietly(self, record: JobRecord) -> None:

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from pika.spec import BasicProperties
 
-from common.amqp import Delivery, Outcome, PublishFailed
+from common.amqp import Delivery, DeliveryLost, Outcome, PublishFailed
 from common.jobs import JobRecord, JobStatus, OriginalInfo, original_key
 from common.operations import Resize
 from common.settings import Settings
@@ -55,7 +55,11 @@ class FakePublisher:
         self.published: list[SimpleNamespace] = []
         self.fail = False
 
-    def publish(self, exchange, routing_key, body, *, message_id=None, headers=None, content_type=None) -> None:
+    def publish(
+        self, exchange, routing_key, body, *, message_id=None, headers=None, content_type=None, cancel=None
+    ) -> None:
+        if cancel is not None and cancel.is_set():
+            raise DeliveryLost("lost")
         if self.fail:
             raise PublishFailed("broker down")
         self.published.append(SimpleNamespace(exchange=exchange, routing_key=routing_key, body=body, headers=headers or {}))
@@ -156,3 +160,61 @@ def test_handler_hands_the_message_back_when_no_retry_can_be_scheduled(world) ->
     world.store.failing_puts = 1
     world.publisher.fail = True
     assert world.handler(delivery(message(world))) is Outcome.REQUEUE
+
+
+# --- a delivery lost with its connection (a broker node going away mid-job) ---------------------
+
+
+def test_handler_lost_delivery_stops_before_storing_anything(world) -> None:
+    lost = delivery(message(world))
+    lost.lost.set()  # the connection went while the image was processed
+    assert world.handler(lost) is Outcome.ABANDON
+    assert [key for key in world.store.objects if key.startswith("results/")] == []
+    assert world.jobs.get(JOB_ID).status is JobStatus.PROCESSING
+    assert world.publisher.published == []
+
+    # The broker's redelivered copy completes it, once.
+    assert world.handler(delivery(message(world))) is Outcome.ACK
+    record = world.jobs.get(JOB_ID)
+    assert (record.status, record.attempts) == (JobStatus.COMPLETED, 2)
+    assert [p.routing_key for p in world.publisher.to("images.events")] == ["job.completed"]
+
+
+def test_handler_lost_after_the_record_is_completed_leaves_the_event_to_the_redelivery(world) -> None:
+    lost = delivery(message(world))
+    save = world.jobs.save
+
+    def save_then_lose(record: JobRecord) -> None:
+        save(record)
+        if record.status is JobStatus.COMPLETED:
+            lost.lost.set()
+
+    world.jobs.save = save_then_lose
+    assert world.handler(lost) is Outcome.ABANDON
+    assert world.jobs.get(JOB_ID).status is JobStatus.COMPLETED
+    assert world.publisher.published == []
+
+    world.jobs.save = save
+    assert world.handler(delivery(message(world))) is Outcome.ACK
+    assert [p.routing_key for p in world.publisher.to("images.events")] == ["job.completed"]
+
+
+def test_handler_lost_delivery_schedules_no_retry(world) -> None:
+    world.store.failing_puts = 1
+    lost = delivery(message(world))
+    original_put = world.store.put
+
+    def put_then_lose(*args, **kwargs) -> None:
+        lost.lost.set()
+        original_put(*args, **kwargs)
+
+    world.store.put = put_then_lose
+    assert world.handler(lost) is Outcome.ABANDON
+    assert world.publisher.to("images.retry") == []
+
+
+def test_handler_lost_invalid_message_is_not_dead_lettered_twice(world) -> None:
+    lost = delivery(b"{not json")
+    lost.lost.set()
+    assert world.handler(lost) is Outcome.ABANDON
+    assert world.publisher.to("images.dlx") == []
