@@ -14,6 +14,10 @@ export API_PORT="${API_PORT:-8000}"
 export S3_PORT="${S3_PORT:-8333}"
 export S3_ENDPOINT="${S3_ENDPOINT:-127.0.0.1:$S3_PORT}"
 export MAX_WORKERS="${MAX_WORKERS:-16}"
+# single: SeaweedFS in one process; cluster: master, STORAGE_VOLUME_SERVERS volume servers (each
+# file on two of them, replication 001) and a filer with the S3 gateway, on the same S3 port.
+STORAGE="${STORAGE:-single}"
+export STORAGE_VOLUME_SERVERS="${STORAGE_VOLUME_SERVERS:-3}"
 RABBITMQ_HOST="${RABBITMQ_HOST:-127.0.0.1}"
 RABBITMQ_PORT="${RABBITMQ_PORT:-5672}"
 RABBITMQ_MANAGEMENT_PORT="${RABBITMQ_MANAGEMENT_PORT:-15672}"
@@ -32,7 +36,22 @@ wait_for_port() { # host port seconds what
 
 supervisor_running() { [ -S "$RUN_DIR/supervisor.sock" ] && ctl pid >/dev/null 2>&1; }
 
+# RABBITMQ_HOSTS (a cluster's nodes, h1:5672,h2,...): the stack starts no broker; one node must answer.
+ensure_cluster_broker() {
+  local node host port
+  IFS=',' read -ra nodes <<<"$RABBITMQ_HOSTS"
+  for node in "${nodes[@]}"; do
+    node="${node// /}"
+    host="${node%:*}"; port="${node##*:}"
+    [ "$host" = "$node" ] && port="$RABBITMQ_PORT"
+    if port_open "${host//[\[\]]/}" "$port"; then say "RabbitMQ cluster node up on $node"; return 0; fi
+  done
+  echo "error: no node of RABBITMQ_HOSTS ($RABBITMQ_HOSTS) answers" >&2
+  exit 1
+}
+
 ensure_broker() {
+  if [ -n "${RABBITMQ_HOSTS:-}" ]; then ensure_cluster_broker; return; fi
   if port_open "$RABBITMQ_HOST" "$RABBITMQ_PORT"; then
     say "RabbitMQ is up on $RABBITMQ_HOST:$RABBITMQ_PORT"
   elif [ "$RABBITMQ_HOST" != "127.0.0.1" ] && [ "$RABBITMQ_HOST" != "localhost" ]; then
@@ -93,6 +112,23 @@ wait_ready() {
   exit 1
 }
 
+start_storage() {
+  case "$STORAGE" in
+    single) ctl start storage >/dev/null ;;
+    cluster)
+      if ! [[ "$STORAGE_VOLUME_SERVERS" =~ ^[2-8]$ ]]; then
+        echo "error: STORAGE_VOLUME_SERVERS must be 2 to 8 (3 keeps writes going when one is lost)" >&2
+        exit 1
+      fi
+      say "starting SeaweedFS as a cluster: master, $STORAGE_VOLUME_SERVERS volume servers, filer + S3"
+      ctl start storage-master >/dev/null
+      ctl start "storage-volume:*" >/dev/null
+      ctl start storage-filer >/dev/null ;;
+    *) echo "error: STORAGE must be single or cluster, not '$STORAGE'" >&2; exit 1 ;;
+  esac
+  wait_for_port 127.0.0.1 "$S3_PORT" 60 "the object store (SeaweedFS, $STORAGE)"
+}
+
 cmd_run() {
   local workers="${1:-1}"
   mkdir -p "$RUN_DIR/logs" "$RUN_DIR/data"
@@ -104,8 +140,7 @@ cmd_run() {
     "$VENV/bin/supervisord" -c "$CONF"
     for _ in $(seq 1 40); do supervisor_running && break; sleep 0.25; done
   fi
-  ctl start storage >/dev/null
-  wait_for_port 127.0.0.1 "$S3_PORT" 60 "the object store (SeaweedFS)"
+  start_storage
   ctl start api notification >/dev/null
   scale_workers "$workers"
   wait_ready
