@@ -85,3 +85,14 @@ bench: venv ## limit, libvips, the system and Celery side by side: results/bench
 
 bench-quick: venv ## the benchmark on one tiny size with a few jobs: checks that it works, not how fast
 	@$(PY) -m bench --quick
+
+# --- Past one machine (docs/scaling.md) ---
+.PHONY: capacity-measure capacity
+
+capacity-measure: venv ## measure CPU and memory per job on a 3-node broker cluster and a storage cluster: docs/capacity/measured.json
+	@$(PY) -m bench.capacity
+
+RATE ?= 100 1000 10000
+MP ?= 12
+capacity: venv ## machines a target rate needs, from the measured figures: make capacity RATE=1000 MP=12
+	@$(PY) -m tools.capacity --rate $(RATE) --mp $(MP)

@@ -71,25 +71,34 @@ class CpuMeter:
 
 
 class BenchSystem:
+    """`vhost` and `env` point the system at another broker (a cluster: RABBITMQ_HOSTS ...);
+    `objectstore_pids` may be several processes (a storage cluster), `broker_pids` are metered too."""
+
     def __init__(
-        self, s3_endpoint: str, objectstore_pid: int, log_dir: Path, workers: int, prefetch: int = 1,
-        concurrency: int = 4,
+        self, s3_endpoint: str, objectstore_pid: int | list[int], log_dir: Path, workers: int, prefetch: int = 1,
+        concurrency: int = 4, vhost: BrokerVhost | None = None, env: dict[str, str] | None = None,
+        broker_pids: list[int] | None = None,
     ) -> None:
         self.workers = workers
         self.prefetch = prefetch
         self.concurrency = concurrency
-        self.vhost = BrokerVhost().create()
+        self.vhost = vhost or BrokerVhost().create()
         log_dir.mkdir(parents=True, exist_ok=True)
         try:
             self.system: System = build_system(
                 self.vhost, s3_endpoint, log_dir,
                 workers=tuple(f"bench-w{index + 1}" for index in range(workers)),
                 PREFETCH_COUNT=str(prefetch),
+                **(env or {}),
             )
         except BaseException:
             self.vhost.delete()
             raise
-        self.settings = Settings(_env_file=None, rabbitmq_vhost=self.vhost.name)
+        self.settings = Settings(
+            _env_file=None, rabbitmq_vhost=self.vhost.name,
+            rabbitmq_host=self.vhost.endpoint.host, rabbitmq_port=self.vhost.endpoint.port,
+            rabbitmq_management_port=self.vhost.endpoint.management_port,
+        )
         # Each worker and its image process (worker/isolation.py), where the pipeline's CPU and memory go.
         self.worker_pids = [
             pid
@@ -97,13 +106,16 @@ class BenchSystem:
             for worker in [self.system.services[f"bench-w{i + 1}"].process.pid]
             for pid in (worker, *procs.children(worker))
         ]
-        self.cpu = CpuMeter({
+        pids = {
             "api": [self.system.services["api"].process.pid],
             "workers": self.worker_pids,
             "notifier": [self.system.services["notifier"].process.pid],
-            "objectstore": [objectstore_pid],
+            "objectstore": objectstore_pid if isinstance(objectstore_pid, list) else [objectstore_pid],
             "client": [os.getpid()],
-        })
+        }
+        if broker_pids:
+            pids["broker"] = broker_pids
+        self.cpu = CpuMeter(pids)
 
     def client(self, concurrency: int | None = None) -> LoadClient:
         return LoadClient(self.system.api_url, self.settings, concurrency=concurrency or self.concurrency, timeout=300)

