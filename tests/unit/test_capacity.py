@@ -127,3 +127,12 @@ def test_cli_refuses_impossible_inputs(tmp_path: Path, args: list[str]) -> None:
 
 def test_plan_does_not_round_a_float_error_up_to_another_machine() -> None:
     assert plan(100, cost(12, 70)).worker_cores == 10  # 100 * 0.070 / 0.7 is 10.000000000000002
+
+
+def test_docs_scaling_table_is_what_the_tool_prints_from_the_measured_figures(capsys) -> None:
+    """docs/scaling.md's table must be regenerated when docs/capacity/measured.json changes."""
+    assert capacity.main(["--rate", "100", "1000", "10000", "--mp", "12", "--markdown"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    docs = (Path(capacity.__file__).resolve().parents[1] / "docs" / "scaling.md").read_text()
+    assert len(rows) == 2 + len(capacity.ROWS)
+    assert [row for row in rows if row not in docs] == []
