@@ -107,8 +107,10 @@ def load_costs(path: Path, operations: str) -> list[JobCost]:
 def _cost(run: dict) -> JobCost:
     cpu = run.get("cpu_ms_per_job_net") or run["cpu_ms_per_job"]
     return JobCost(
-        float(run["megapixels"]), {g: float(cpu[g]) / 1000 for g in GROUPS},
-        float(run["original_bytes"]), float(run["result_bytes"]),
+        float(run["megapixels"]),
+        {g: float(cpu[g]) / 1000 for g in GROUPS},
+        float(run["original_bytes"]),
+        float(run["result_bytes"]),
     )
 
 
@@ -120,8 +122,12 @@ def interpolate(costs: list[JobCost], megapixels: float) -> JobCost:
     if len(costs) == 1:
         (only,) = costs
         scale = megapixels / only.megapixels
-        return JobCost(megapixels, {g: v * scale for g, v in only.cpu_s.items()},
-                       only.original_bytes * scale, only.result_bytes)
+        return JobCost(
+            megapixels,
+            {g: v * scale for g, v in only.cpu_s.items()},
+            only.original_bytes * scale,
+            only.result_bytes,
+        )
     ordered = sorted(costs, key=lambda c: c.megapixels)
     low, high = ordered[0], ordered[1]
     for first, second in zip(ordered, ordered[1:]):
@@ -165,8 +171,12 @@ def plan(rate: float, cost: JobCost, assume: Assumptions = Assumptions()) -> Pla
     result.storage_read_mb_s = rate * read / 1e6
     node_mb_s = assume.storage_node_gbps * 1000 / 8 * u
     result.storage_nodes_for_cpu = _whole(result.storage_cores / (assume.storage_node_cores * u))
-    result.storage_nodes_for_network = _whole((result.storage_write_mb_s + result.storage_read_mb_s) / node_mb_s)
-    result.storage_nodes = max(assume.min_storage_nodes, result.storage_nodes_for_cpu, result.storage_nodes_for_network)
+    result.storage_nodes_for_network = _whole(
+        (result.storage_write_mb_s + result.storage_read_mb_s) / node_mb_s
+    )
+    result.storage_nodes = max(
+        assume.min_storage_nodes, result.storage_nodes_for_cpu, result.storage_nodes_for_network
+    )
     result.ingress_mb_s = rate * cost.original_bytes / 1e6
     result.ceilings = {
         "worker core": u / cost.cpu_s["workers"],
@@ -178,7 +188,8 @@ def plan(rate: float, cost: JobCost, assume: Assumptions = Assumptions()) -> Pla
     result.pressure = {
         "broker CPU": result.broker_cores / cluster_cores,
         "storage CPU": result.storage_cores / (assume.storage_node_cores * u * assume.min_storage_nodes),
-        "storage network": (result.storage_write_mb_s + result.storage_read_mb_s) / (node_mb_s * assume.min_storage_nodes),
+        "storage network": (result.storage_write_mb_s + result.storage_read_mb_s)
+        / (node_mb_s * assume.min_storage_nodes),
     }
     return result
 
@@ -191,12 +202,19 @@ ROWS = (
     ("broker clusters (3 nodes each)", lambda p: f"{p.broker_clusters:,}"),
     ("broker messages/s (published; as many delivered)", lambda p: f"{p.messages_per_s:,.0f}"),
     ("storage CPU, cores", lambda p: f"{p.storage_cores:,.1f}"),
-    ("storage writes MB/s (with replicas) / reads MB/s", lambda p: f"{p.storage_write_mb_s:,.0f} / {p.storage_read_mb_s:,.0f}"),
-    ("storage nodes (for CPU / network / chosen)",
-     lambda p: f"{p.storage_nodes_for_cpu:,} / {p.storage_nodes_for_network:,} / {p.storage_nodes:,}"),
+    (
+        "storage writes MB/s (with replicas) / reads MB/s",
+        lambda p: f"{p.storage_write_mb_s:,.0f} / {p.storage_read_mb_s:,.0f}",
+    ),
+    (
+        "storage nodes (for CPU / network / chosen)",
+        lambda p: f"{p.storage_nodes_for_cpu:,} / {p.storage_nodes_for_network:,} / {p.storage_nodes:,}",
+    ),
     ("upload ingress MB/s", lambda p: f"{p.ingress_mb_s:,.0f}"),
-    ("first shared bottleneck (x one broker cluster / 3 storage nodes)",
-     lambda p: f"{p.bottleneck} ({p.pressure[p.bottleneck]:,.1f}x)"),
+    (
+        "first shared bottleneck (x one broker cluster / 3 storage nodes)",
+        lambda p: f"{p.bottleneck} ({p.pressure[p.bottleneck]:,.1f}x)",
+    ),
 )
 
 
@@ -215,16 +233,24 @@ def table(plans: list[Plan], markdown: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rate", type=float, nargs="+", required=True, help="target images per second")
     parser.add_argument("--mp", type=float, default=12.0, help="megapixels per image (default 12)")
-    parser.add_argument("--operations", choices=sorted(PROFILES), default="default",
-                        help="default: resize to 800 px + watermark; sharpen: with a sharpen filter too")
+    parser.add_argument(
+        "--operations",
+        choices=sorted(PROFILES),
+        default="default",
+        help="default: resize to 800 px + watermark; sharpen: with a sharpen filter too",
+    )
     parser.add_argument("--data", type=Path, default=DATA, help="measured figures (make capacity-measure)")
     parser.add_argument("--markdown", action="store_true")
     defaults = Assumptions()
     for name, value in vars(defaults).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value, help=f"assumed (default {value})")
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", type=type(value), default=value, help=f"assumed (default {value})"
+        )
     args = parser.parse_args(argv)
     if not 0 < args.core_utilisation <= 1:
         parser.error("--core-utilisation must be in (0, 1]")

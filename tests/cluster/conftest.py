@@ -4,12 +4,12 @@ tests' own (private names, loopback addresses, ports and data), and the system a
 import json
 import os
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from tests.support.broker_cluster import BrokerCluster
-from tests.support.objectstore import PrivateObjectStore
 from tests.support.private_broker import PrivateBroker
 from tests.support.processes import PROJECT_DIR
 
@@ -30,18 +30,12 @@ def broker_cluster() -> Iterator[BrokerCluster]:
         cluster.remove()
 
 
-@pytest.fixture(scope="module")
-def single_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    store = PrivateObjectStore(tmp_path_factory.mktemp("s3")).start()
-    try:
-        yield store.endpoint
-    finally:
-        store.stop()
-
-
-def record_figures(name: str, figures: dict) -> Path:
-    """Keeps a cluster test's measured figures (results/cluster/<name>.json) and returns the path."""
+def report_figures(name: str, figures: dict, headline: str, capsys: pytest.CaptureFixture) -> None:
+    """Keeps a cluster test's measured figures (results/cluster/<name>.json) and prints them with
+    `headline` in the test run's output, captured or not."""
+    figures = {**figures, "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
-    return path
+    with capsys.disabled():
+        print(f"\n{headline}; figures in {path}")

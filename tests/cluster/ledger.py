@@ -10,10 +10,10 @@
 
 import json
 import time
-from datetime import datetime
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import httpx

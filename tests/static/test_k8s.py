@@ -42,16 +42,25 @@ def test_k8s_rendering_has_the_system(rendered) -> None:
     kinds = {(m["kind"], m["metadata"]["name"]) for m in manifests}
     assert {("Deployment", name) for name in SERVICES} <= kinds
     assert {
-        ("RabbitmqCluster", "imgpipe-rabbitmq"), ("Tenant", "imgpipe-minio"), ("ScaledObject", "imgpipe-worker"),
-        ("TriggerAuthentication", "imgpipe-rabbitmq"), ("HorizontalPodAutoscaler", "imgpipe-api"),
-        ("Service", "imgpipe-api"), ("ConfigMap", "imgpipe-config"),
+        ("RabbitmqCluster", "imgpipe-rabbitmq"),
+        ("Tenant", "imgpipe-minio"),
+        ("ScaledObject", "imgpipe-worker"),
+        ("TriggerAuthentication", "imgpipe-rabbitmq"),
+        ("HorizontalPodAutoscaler", "imgpipe-api"),
+        ("Service", "imgpipe-api"),
+        ("ConfigMap", "imgpipe-config"),
     } <= kinds
 
 
 @pytest.mark.parametrize(
     ("kind", "path", "value", "complaint"),
     [
-        ("Deployment", ("spec", "template", "spec", "containers", 0, "livenesProbe"), {}, "'livenesProbe' was unexpected"),
+        (
+            "Deployment",
+            ("spec", "template", "spec", "containers", 0, "livenesProbe"),
+            {},
+            "'livenesProbe' was unexpected",
+        ),
         ("Deployment", ("spec", "replicas"), "two", "'two' is not of type 'integer'"),
         ("ScaledObject", ("spec", "maxReplicas"), 3, "'maxReplicas' was unexpected"),
         ("ScaledObject", ("spec", "triggers", 0, "metadata", "value"), 20, "20 is not of type 'string'"),
@@ -92,7 +101,12 @@ def test_k8s_config_names_are_settings(rendered) -> None:
     _, manifests = rendered
     config = objects(manifests, "ConfigMap")["imgpipe-config"]["data"]
     names = {name.upper() for name in Settings.model_fields}
-    env = {e["name"] for d in objects(manifests, "Deployment").values() for c in containers(d) for e in c.get("env", [])}
+    env = {
+        e["name"]
+        for d in objects(manifests, "Deployment").values()
+        for c in containers(d)
+        for e in c.get("env", [])
+    }
     assert set(config) - names == set()
     assert env - names == set()
     assert config["QUEUE_TYPE"] == "quorum"
@@ -107,9 +121,16 @@ def test_k8s_services_run_as_non_root_with_limits(rendered) -> None:
         assert pod["securityContext"]["runAsUser"] != 0, name
         for container in containers(deployment):
             security = container["securityContext"]
-            assert (security["allowPrivilegeEscalation"], security["readOnlyRootFilesystem"]) == (False, True), name
+            assert (security["allowPrivilegeEscalation"], security["readOnlyRootFilesystem"]) == (
+                False,
+                True,
+            ), name
             assert security["capabilities"]["drop"] == ["ALL"], name
-            assert set(container["resources"]["requests"]) == set(container["resources"]["limits"]) == {"cpu", "memory"}
+            assert (
+                set(container["resources"]["requests"])
+                == set(container["resources"]["limits"])
+                == {"cpu", "memory"}
+            )
 
 
 def test_k8s_api_probes_health_and_ready(rendered) -> None:
@@ -125,7 +146,9 @@ def test_k8s_worker_grace_exceeds_shutdown_grace(rendered) -> None:
     worker = objects(manifests, "Deployment")["imgpipe-worker"]["spec"]["template"]["spec"]
     grace = float(objects(manifests, "ConfigMap")["imgpipe-config"]["data"]["SHUTDOWN_GRACE_S"])
     assert worker["terminationGracePeriodSeconds"] > grace
-    assert "replicas" not in objects(manifests, "Deployment")["imgpipe-worker"]["spec"], "KEDA owns the replicas"
+    assert "replicas" not in objects(manifests, "Deployment")["imgpipe-worker"]["spec"], (
+        "KEDA owns the replicas"
+    )
 
 
 def test_k8s_every_workload_has_a_disruption_budget(rendered) -> None:
@@ -150,7 +173,11 @@ def test_k8s_secrets_referenced_are_generated_or_provided(rendered) -> None:
         for e in c.get("env", [])
         if "secretKeyRef" in e.get("valueFrom", {})
     }
-    referenced |= {ref["name"] for t in objects(manifests, "TriggerAuthentication").values() for ref in t["spec"]["secretTargetRef"]}
+    referenced |= {
+        ref["name"]
+        for t in objects(manifests, "TriggerAuthentication").values()
+        for ref in t["spec"]["secretTargetRef"]
+    }
     tenant = objects(manifests, "Tenant")["imgpipe-minio"]["spec"]
     referenced |= {tenant["configuration"]["name"], *(u["name"] for u in tenant["users"])}
     generated = set(objects(manifests, "Secret"))
@@ -177,8 +204,10 @@ def mebibytes(quantity: str) -> float:
     return float(quantity[:-2]) * MEBI[quantity[-2:]] / 2**20
 
 
-@pytest.mark.parametrize(("deployment", "group"), [("imgpipe-api", "api"), ("imgpipe-worker", "workers"),
-                                                   ("imgpipe-notification", "notifier")])
+@pytest.mark.parametrize(
+    ("deployment", "group"),
+    [("imgpipe-api", "api"), ("imgpipe-worker", "workers"), ("imgpipe-notification", "notifier")],
+)
 def test_k8s_memory_covers_the_measured_peak(deployment: str, group: str) -> None:
     runs = json.loads(MEASURED.read_text())["runs"].values()
     peak_mb = max(run["peak_rss_mb"][group] for run in runs)

@@ -25,7 +25,10 @@ def test_broker_nodes_default_to_the_single_host() -> None:
 def test_broker_nodes_come_from_rabbitmq_hosts_in_order() -> None:
     nodes = settings(rabbitmq_hosts=" h1:5672, h2 ,10.0.0.3:5700,[::1]:5701", rabbitmq_port=5999).broker_nodes
     assert nodes == [
-        BrokerNode("h1", 5672), BrokerNode("h2", 5999), BrokerNode("10.0.0.3", 5700), BrokerNode("::1", 5701)
+        BrokerNode("h1", 5672),
+        BrokerNode("h2", 5999),
+        BrokerNode("10.0.0.3", 5700),
+        BrokerNode("::1", 5701),
     ]
 
 
@@ -63,11 +66,15 @@ def test_rabbitmq_hosts_refuses_too_many_nodes() -> None:
 
 def test_connection_parameters_one_per_node_with_the_same_credentials() -> None:
     params = connection_parameters(
-        settings(rabbitmq_hosts="h1:5672,h2:5673", rabbitmq_user="u", rabbitmq_password="p", rabbitmq_vhost="v"),
+        settings(
+            rabbitmq_hosts="h1:5672,h2:5673", rabbitmq_user="u", rabbitmq_password="p", rabbitmq_vhost="v"
+        ),
         "test",
     )
     assert [(p.host, p.port, p.virtual_host) for p in params] == [("h1", 5672, "v"), ("h2", 5673, "v")]
-    assert {(p.credentials.username, p.credentials.password, p.connection_attempts) for p in params} == {("u", "p", 1)}
+    assert {(p.credentials.username, p.credentials.password, p.connection_attempts) for p in params} == {
+        ("u", "p", 1)
+    }
 
 
 class _Api(BaseHTTPRequestHandler):
@@ -94,8 +101,9 @@ def live_api():
 
 def test_management_client_skips_a_node_that_refuses_connections(live_api: BrokerNode) -> None:
     dead = BrokerNode("127.0.0.1", free_port())
-    values = settings(rabbitmq_hosts=f"127.0.0.1:{dead.port},127.0.0.1:{live_api.port}",
-                      rabbitmq_management_port=dead.port)
+    values = settings(
+        rabbitmq_hosts=f"127.0.0.1:{dead.port},127.0.0.1:{live_api.port}", rabbitmq_management_port=dead.port
+    )
     transport = FailoverTransport([dead, live_api])
     with httpx.Client(base_url=values.management_url, transport=transport) as client:
         response = client.get("/queues/%2F")
@@ -105,8 +113,10 @@ def test_management_client_skips_a_node_that_refuses_connections(live_api: Broke
 
 
 def test_management_client_raises_the_connect_error_when_every_node_is_down() -> None:
-    values = settings(rabbitmq_hosts=f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}",
-                      rabbitmq_management_port=free_port())
+    values = settings(
+        rabbitmq_hosts=f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}",
+        rabbitmq_management_port=free_port(),
+    )
     with management_client(values, timeout=2) as client, pytest.raises(httpx.ConnectError):
         client.get("/overview")
 

@@ -10,10 +10,27 @@ from tools import capacity
 from tools.capacity import Assumptions, JobCost, interpolate, load_costs, plan
 
 
-def cost(mp: float, workers_ms: float, api_ms: float = 10, broker_ms: float = 5, store_ms: float = 20,
-         original: float = 3e6, result: float = 1e5) -> JobCost:
-    return JobCost(mp, {"workers": workers_ms / 1000, "api": api_ms / 1000, "notifier": 0.001,
-                        "broker": broker_ms / 1000, "objectstore": store_ms / 1000}, original, result)
+def cost(
+    mp: float,
+    workers_ms: float,
+    api_ms: float = 10,
+    broker_ms: float = 5,
+    store_ms: float = 20,
+    original: float = 3e6,
+    result: float = 1e5,
+) -> JobCost:
+    return JobCost(
+        mp,
+        {
+            "workers": workers_ms / 1000,
+            "api": api_ms / 1000,
+            "notifier": 0.001,
+            "broker": broker_ms / 1000,
+            "objectstore": store_ms / 1000,
+        },
+        original,
+        result,
+    )
 
 
 def test_interpolate_between_measured_sizes_is_linear() -> None:
@@ -60,7 +77,12 @@ def test_plan_storage_bandwidth_counts_replicas_and_reads() -> None:
 
 def test_plan_keeps_the_minimums_at_a_low_rate() -> None:
     result = plan(1, cost(12, 70))
-    assert (result.api_replicas, result.notifier_replicas, result.broker_clusters, result.storage_nodes) == (2, 1, 1, 3)
+    assert (result.api_replicas, result.notifier_replicas, result.broker_clusters, result.storage_nodes) == (
+        2,
+        1,
+        1,
+        3,
+    )
 
 
 def test_plan_bottleneck_is_the_shared_part_furthest_past_its_smallest_deployment() -> None:
@@ -82,15 +104,39 @@ def test_plan_refuses_a_non_positive_rate() -> None:
 
 def _measured(tmp_path: Path) -> Path:
     def run(mp: float, workers: float, ops: str) -> dict:
-        return {"megapixels": mp, "operations": ops, "original_bytes": mp * 2.5e5, "result_bytes": 8e4,
-                "cpu_ms_per_job": {"workers": 999, "api": 999, "notifier": 999, "broker": 999, "objectstore": 999},
-                "cpu_ms_per_job_net": {"workers": workers, "api": 10, "notifier": 1, "broker": 5, "objectstore": 20}}
+        return {
+            "megapixels": mp,
+            "operations": ops,
+            "original_bytes": mp * 2.5e5,
+            "result_bytes": 8e4,
+            "cpu_ms_per_job": {
+                "workers": 999,
+                "api": 999,
+                "notifier": 999,
+                "broker": 999,
+                "objectstore": 999,
+            },
+            "cpu_ms_per_job_net": {
+                "workers": workers,
+                "api": 10,
+                "notifier": 1,
+                "broker": 5,
+                "objectstore": 20,
+            },
+        }
 
     path = tmp_path / "measured.json"
-    path.write_text(json.dumps({"runs": {
-        "2mp-default": run(2, 20, "resize,watermark"), "12mp-default": run(12, 70, "resize,watermark"),
-        "12mp-sharpen": run(12, 140, "resize,filter(name=sharpen),watermark"),
-    }}))
+    path.write_text(
+        json.dumps(
+            {
+                "runs": {
+                    "2mp-default": run(2, 20, "resize,watermark"),
+                    "12mp-default": run(12, 70, "resize,watermark"),
+                    "12mp-sharpen": run(12, 140, "resize,filter(name=sharpen),watermark"),
+                }
+            }
+        )
+    )
     return path
 
 
@@ -111,14 +157,21 @@ def test_load_costs_refuses_an_unmeasured_profile(tmp_path: Path) -> None:
 
 
 def test_cli_prints_one_column_per_rate(tmp_path: Path, capsys) -> None:
-    assert capacity.main(["--data", str(_measured(tmp_path)), "--rate", "100", "1000", "--mp", "12", "--markdown"]) == 0
+    assert (
+        capacity.main(
+            ["--data", str(_measured(tmp_path)), "--rate", "100", "1000", "--mp", "12", "--markdown"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "| worker cores (1 worker pod per core) | 10 | 100 |" in out
     assert "| API replicas (1 core each) | 2 | 15 |" in out
     assert "12 MP photos, operations: default" in out
 
 
-@pytest.mark.parametrize("args", [["--rate", "0"], ["--rate", "10", "--mp", "-1"], ["--rate", "10", "--core-utilisation", "0"]])
+@pytest.mark.parametrize(
+    "args", [["--rate", "0"], ["--rate", "10", "--mp", "-1"], ["--rate", "10", "--core-utilisation", "0"]]
+)
 def test_cli_refuses_impossible_inputs(tmp_path: Path, args: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         capacity.main(["--data", str(_measured(tmp_path)), *args])
