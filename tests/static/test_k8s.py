@@ -2,12 +2,16 @@
 for built-in kinds, the operators' CRD schemas for RabbitmqCluster, Tenant and KEDA's kinds, and
 what the manifests promise (the KEDA trigger watches the real work queue, non-root, probes...)."""
 
+import base64
 import copy
 import json
+import secrets
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from common.clients import new_webhook_secret
 from common.settings import Settings
 from common.topology import WORK_QUEUE
 from tests.support.k8s import K8S_DIR, OVERLAYS, render, validate
@@ -15,7 +19,7 @@ from tests.support.k8s import K8S_DIR, OVERLAYS, render, validate
 # Secrets the manifests use that no overlay generates: the RabbitMQ Cluster Operator creates the
 # default user's; in production the others are created beforehand (overlays/production).
 OPERATOR_SECRETS = {"imgpipe-rabbitmq-default-user"}
-PRODUCTION_SECRETS = {"imgpipe-minio-env", "imgpipe-minio-user", "imgpipe-webhook"}
+PRODUCTION_SECRETS = {"imgpipe-minio-env", "imgpipe-minio-user", "imgpipe-webhook", "imgpipe-api-keys"}
 SERVICES = {"imgpipe-api", "imgpipe-worker", "imgpipe-notification"}
 
 
@@ -110,7 +114,37 @@ def test_k8s_config_names_are_settings(rendered) -> None:
     assert set(config) - names == set()
     assert env - names == set()
     assert config["QUEUE_TYPE"] == "quorum"
-    Settings(_env_file=None, **{k.lower(): v for k, v in config.items() if k != "ENVIRONMENT"})
+
+
+def test_k8s_config_starts_the_services_in_its_environment(rendered) -> None:
+    """The ConfigMap with credentials as the Secrets would give them: the services' own settings
+    check (production refuses weak secrets and a missing key file) must accept it."""
+    overlay, manifests = rendered
+    config = objects(manifests, "ConfigMap")["imgpipe-config"]["data"]
+    generated = {
+        name: {key: base64.b64decode(value).decode() for key, value in secret.get("data", {}).items()}
+        for name, secret in objects(manifests, "Secret").items()
+    }
+    if overlay == "overlays/local":
+        credentials = {
+            "S3_ACCESS_KEY": generated["imgpipe-minio-user"]["CONSOLE_ACCESS_KEY"],
+            "S3_SECRET_KEY": generated["imgpipe-minio-user"]["CONSOLE_SECRET_KEY"],
+            "WEBHOOK_SECRET": generated["imgpipe-webhook"]["secret"],
+        }
+        keys_file = generated["imgpipe-api-keys"][Path(config["API_KEYS_FILE"]).name]
+        assert json.loads(keys_file) == {"clients": []}
+    else:  # what the operator and the documented commands create
+        credentials = {
+            "RABBITMQ_USER": "default_user_" + secrets.token_hex(8),
+            "RABBITMQ_PASSWORD": secrets.token_urlsafe(24),
+            "S3_ACCESS_KEY": "imgpipe-app",
+            "S3_SECRET_KEY": secrets.token_urlsafe(24),
+            "WEBHOOK_SECRET": new_webhook_secret(),
+        }
+    values = {key.lower(): value for key, value in {**config, **credentials}.items()}
+    settings = Settings(_env_file=None, **values)
+    assert settings.environment == ("local" if overlay == "overlays/local" else "production")
+    assert str(settings.api_keys_file).startswith("/etc/imgpipe/keys/")
 
 
 def test_k8s_services_run_as_non_root_with_limits(rendered) -> None:
@@ -177,6 +211,12 @@ def test_k8s_secrets_referenced_are_generated_or_provided(rendered) -> None:
         ref["name"]
         for t in objects(manifests, "TriggerAuthentication").values()
         for ref in t["spec"]["secretTargetRef"]
+    }
+    referenced |= {
+        volume["secret"]["secretName"]
+        for d in objects(manifests, "Deployment").values()
+        for volume in d["spec"]["template"]["spec"].get("volumes", [])
+        if "secret" in volume
     }
     tenant = objects(manifests, "Tenant")["imgpipe-minio"]["spec"]
     referenced |= {tenant["configuration"]["name"], *(u["name"] for u in tenant["users"])}
