@@ -17,6 +17,7 @@ import pytest
 from common.topology import DEAD_LETTER_QUEUE, NOTIFICATIONS_QUEUE, WORK_QUEUE
 from tests.cluster.conftest import report_figures
 from tests.cluster.ledger import (
+    LOAD_RATE_LIMIT,
     WorkerLedger,
     declare_event_capture,
     drain_events,
@@ -53,6 +54,7 @@ def test_broker_node_lost_mid_load_every_job_completes_exactly_once(
         RABBITMQ_MANAGEMENT_PORT=str(cluster.management_port),
         QUEUE_TYPE="quorum",
         LOG_JSON="true",
+        RATE_LIMIT_UPLOADS=LOAD_RATE_LIMIT,
     )
     capture = f"test.events.{uuid.uuid4().hex[:8]}"
     victim = None

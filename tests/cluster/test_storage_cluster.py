@@ -13,7 +13,14 @@ from minio.error import S3Error
 
 from common.topology import DEAD_LETTER_QUEUE, WORK_QUEUE
 from tests.cluster.conftest import report_figures
-from tests.cluster.ledger import WorkerLedger, declare_event_capture, drain_events, per_job, submit_jobs
+from tests.cluster.ledger import (
+    LOAD_RATE_LIMIT,
+    WorkerLedger,
+    declare_event_capture,
+    drain_events,
+    per_job,
+    submit_jobs,
+)
 from tests.support.system import build_system
 from tests.support.broker import BrokerVhost
 from tests.support.objectstore import S3_KEYS, PrivateStorageCluster
@@ -47,7 +54,9 @@ def test_storage_volume_lost_mid_load_every_job_completes_and_stays_readable(
     storage_cluster: PrivateStorageCluster, tmp_path, capsys
 ) -> None:
     vhost = BrokerVhost().create()
-    system = build_system(vhost, storage_cluster.endpoint, tmp_path, workers=(), LOG_JSON="true")
+    system = build_system(
+        vhost, storage_cluster.endpoint, tmp_path, workers=(), LOG_JSON="true", RATE_LIMIT_UPLOADS=LOAD_RATE_LIMIT
+    )
     capture = f"test.events.{uuid.uuid4().hex[:8]}"
     try:
         with vhost.connection() as connection:
