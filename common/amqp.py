@@ -249,7 +249,7 @@ class Consumer:
         self._finished = False
         self._cond = threading.Condition()
         self._pending: deque[Delivery] = deque()
-        self._running: set[int] = set()
+        self._running: dict[int, Delivery] = {}  # being handled, by id
         self._workers = [
             threading.Thread(target=self._work, name=f"{name}-handler-{n}", daemon=True)
             for n in range(concurrency)
@@ -332,7 +332,7 @@ class Consumer:
 
     def _mark_unsettled_lost(self) -> None:
         with self._cond:
-            unsettled = [*self._pending, *([self._current] if self._current is not None else [])]
+            unsettled = [*self._pending, *self._running.values()]
             self._pending.clear()
         for delivery in unsettled:
             delivery.lost.set()
@@ -351,7 +351,7 @@ class Consumer:
                 if not self._pending:
                     return
                 delivery = self._pending.popleft()
-                self._running.add(id(delivery))
+                self._running[id(delivery)] = delivery
             try:
                 outcome = self._run_handler(delivery)
                 if outcome is Outcome.ABANDON or delivery.lost.is_set():
@@ -370,7 +370,7 @@ class Consumer:
                     )
             finally:
                 with self._cond:
-                    self._running.discard(id(delivery))
+                    self._running.pop(id(delivery), None)
 
     def _run_handler(self, delivery: Delivery) -> Outcome:
         try:

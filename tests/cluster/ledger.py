@@ -22,7 +22,9 @@ import pika
 from common.messages import JobEvent
 from common.topology import EVENTS_EXCHANGE
 
-
+# About 150 ms of Pillow per job here: a few hundred jobs keep two workers busy for a while.
+LOAD_OPERATIONS = "filter(name=sharpen),resize(width=400)"
+WORKERS = ("worker-a", "worker-b")
 # One test client sends the whole load: the per-client upload limit (RATE_LIMIT_UPLOADS) is raised
 # for it, and a 429 is still waited out as a client would.
 LOAD_RATE_LIMIT = "100000/minute"
@@ -109,3 +111,18 @@ def notified_at(notifier_log: str) -> list[float]:
             if " completed by " in entry.get("message", ""):
                 times.append(datetime.fromisoformat(entry["ts"]).timestamp())
     return times
+
+
+def assert_completed_once(
+    connection: pika.BlockingConnection, capture: str, jobs: list[str], worker_logs: list[str]
+) -> tuple[Counter, "WorkerLedger"]:
+    """Every job in `jobs` completed exactly once: one `job.completed` event in the capture queue
+    and one committed result in the workers' logs; no `job.failed`. Returns both counts."""
+    events = drain_events(connection, capture)
+    completed = Counter(e.job_id for e in events if e.event == "job.completed")
+    assert [e for e in events if e.event != "job.completed"] == []
+    assert set(completed) == set(jobs)
+    assert per_job(completed, jobs) == {1: len(jobs)}, "a job completed more than once"
+    ledger = WorkerLedger.read(worker_logs)
+    assert per_job(ledger.commits, jobs) == {1: len(jobs)}, "a job's result was committed twice"
+    return completed, ledger

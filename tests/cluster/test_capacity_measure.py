@@ -10,7 +10,8 @@ import pytest
 from tests.support.processes import PROJECT_DIR
 from tools.capacity import GROUPS, interpolate, load_costs, plan
 
-pytestmark = pytest.mark.integration
+# Clusters start and lose a member here: more than the default per-test timeout on 2 busy cores.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
 def test_capacity_measure_quick_writes_figures_the_calculator_reads(tmp_path) -> None:
