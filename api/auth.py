@@ -6,12 +6,11 @@ refused even when keys are optional. Uploads are authenticated and rate-limited 
 before their body is read; other routes by the `CurrentClient` / `AdminClient` dependencies.
 """
 
-import json
 import math
 import time
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
@@ -19,24 +18,13 @@ from limits.strategies import MovingWindowRateLimiter
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api import problems
+from api.errors import ApiError, Forbidden, RateLimited, Unauthenticated
 from common.clients import ANONYMOUS, Client, KeyRing
 from common.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer <key>`")
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key")
-
-
-class AuthError(Exception):
-    def __init__(self, status_code: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status_code = status_code
-        self.detail = detail
-
-    def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": "Bearer"} if self.status_code == status.HTTP_401_UNAUTHORIZED else {}
-
-    def http(self) -> HTTPException:
-        return HTTPException(self.status_code, self.detail, headers=self.headers())
 
 
 class Authenticator:
@@ -49,13 +37,10 @@ class Authenticator:
         if key:
             client = self._keys.identify(key)
             if client is None:
-                raise AuthError(status.HTTP_401_UNAUTHORIZED, "the API key is not valid")
+                raise Unauthenticated("the API key is not valid")
             return client
         if self._required:
-            raise AuthError(
-                status.HTTP_401_UNAUTHORIZED,
-                "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
-            )
+            raise Unauthenticated("an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
         return ANONYMOUS
 
     def authenticate_headers(self, headers: Headers) -> Client:
@@ -65,8 +50,8 @@ class Authenticator:
         if client.admin or self._open_operator_routes:
             return client
         if client.name is None:
-            raise AuthError(status.HTTP_401_UNAUTHORIZED, "operator routes need an admin API key")
-        raise AuthError(status.HTTP_403_FORBIDDEN, f"client {client.name!r} is not an operator; use an admin API key")
+            raise Unauthenticated("operator routes need an admin API key")
+        raise Forbidden(f"client {client.name!r} is not an operator; use an admin API key")
 
 
 def presented_key(authorization: str | None, api_key: str | None) -> str | None:
@@ -75,11 +60,6 @@ def presented_key(authorization: str | None, api_key: str | None) -> str | None:
         if scheme.lower() == "bearer" and credentials.strip():
             return credentials.strip()
     return api_key.strip() if api_key and api_key.strip() else None
-
-
-def can_see(client: Client, owner: str | None) -> bool:
-    """A job belongs to the client that made it; operators see every job."""
-    return client.admin or owner == client.name
 
 
 class UploadRateLimit:
@@ -95,13 +75,9 @@ class UploadRateLimit:
             if not self._limiter.hit(item, "upload", identity):
                 reset = self._limiter.get_window_stats(item, "upload", identity).reset_time
                 retry_after = max(1, math.ceil(reset - time.time()))
-                raise RateLimited(item, retry_after)
-
-
-class RateLimited(Exception):
-    def __init__(self, item: RateLimitItem, retry_after: int) -> None:
-        super().__init__(f"too many uploads: at most {item} per client; retry in {retry_after} s")
-        self.retry_after = retry_after
+                raise RateLimited(
+                    f"too many uploads: at most {item} per client; retry in {retry_after} s", retry_after_s=retry_after
+                )
 
 
 def rate_limit_identity(client: Client, scope: Scope) -> str:
@@ -128,24 +104,11 @@ class UploadGate:
         try:
             client = self.authenticator.authenticate_headers(Headers(scope=scope))
             self.limit.check(rate_limit_identity(client, scope))
-        except AuthError as exc:
-            await _refuse(send, exc.status_code, exc.detail, exc.headers())
-            return
-        except RateLimited as exc:
-            await _refuse(send, status.HTTP_429_TOO_MANY_REQUESTS, str(exc), {"Retry-After": str(exc.retry_after)})
+        except ApiError as error:
+            await problems.refuse(send, error, scope["path"])
             return
         scope.setdefault("state", {})["client"] = client
         await self.app(scope, receive, send)
-
-
-async def _refuse(send: Send, status_code: int, detail: str, headers: dict[str, str]) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    raw_headers += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
-    # The client may be sending a large body we will not read: close the connection after answering.
-    raw_headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status_code, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def get_authenticator(request: Request) -> Authenticator:
@@ -161,10 +124,7 @@ def current_client(
     gated = getattr(request.state, "client", None)
     if isinstance(gated, Client):
         return gated
-    try:
-        return authenticator.authenticate(bearer.credentials if bearer else api_key)
-    except AuthError as exc:
-        raise exc.http() from None
+    return authenticator.authenticate(bearer.credentials if bearer else api_key)
 
 
 CurrentClient = Annotated[Client, Depends(current_client)]
@@ -173,10 +133,7 @@ CurrentClient = Annotated[Client, Depends(current_client)]
 def admin_client(
     client: CurrentClient, authenticator: Annotated[Authenticator, Depends(get_authenticator)]
 ) -> Client:
-    try:
-        return authenticator.require_admin(client)
-    except AuthError as exc:
-        raise exc.http() from None
+    return authenticator.require_admin(client)
 
 
 AdminClient = Annotated[Client, Depends(admin_client)]

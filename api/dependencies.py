@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.service import JobsPorts, UploadLimits
 from common.amqp import Publisher
 from common.egress import EgressPolicy
 from common.jobs import JobStore
@@ -37,6 +38,10 @@ class Services:
             Publisher(settings, f"api {settings.instance_name}"),
             EgressPolicy.from_settings(settings),
         )
+
+    @property
+    def jobs_ports(self) -> JobsPorts:
+        return JobsPorts(self.store, self.jobs, self.publisher, self.egress, UploadLimits.from_settings(self.settings))
 
     def close(self) -> None:
         self.publisher.close()

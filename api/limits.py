@@ -1,8 +1,9 @@
 """Refuses oversized uploads before the body is read, by header or while it streams in."""
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import problems
+from api.errors import UploadTooLarge
 
 
 class _TooLarge(Exception):
@@ -26,7 +27,7 @@ class UploadSizeLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._refuse(send)
+            await self._refuse(send, scope["path"])
             return
 
         received = 0
@@ -51,24 +52,15 @@ class UploadSizeLimit:
                 await send(message)
             elif not refused:
                 refused = True
-                await self._refuse(send)
+                await self._refuse(send, scope["path"])
 
         try:
             await self.app(scope, limited_receive, refusing_send)
         except _TooLarge:
             pass
         if exceeded and not refused:
-            await self._refuse(send)
+            await self._refuse(send, scope["path"])
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {"detail": f"upload too large: files up to {self.max_file_bytes} bytes are accepted"}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    async def _refuse(self, send: Send, path: str) -> None:
+        error = UploadTooLarge(f"upload too large: files up to {self.max_file_bytes} bytes are accepted", field="file")
+        await problems.refuse(send, error, path)

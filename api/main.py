@@ -5,6 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api import problems
 from api.auth import Authenticator, UploadGate, UploadRateLimit
 from api.dependencies import Services
 from api.limits import UploadSizeLimit
@@ -40,6 +41,7 @@ app = FastAPI(
     summary="Upload images with a list of operations; workers resize, watermark and filter them.",
     lifespan=lifespan,
 )
+problems.install(app)
 app.add_middleware(UploadSizeLimit, max_file_bytes=settings.max_upload_bytes)
 # Before the size limit and the body: a client that may not upload is refused from its headers.
 app.add_middleware(UploadGate, authenticator=authenticator, limit=UploadRateLimit(settings.rate_limit_uploads))

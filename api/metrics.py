@@ -10,7 +10,6 @@ Global figures come from a custom collector that reads the shared state at scrap
 briefly), so the numbers are never kept in API memory.
 """
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -96,14 +95,11 @@ class UploadMetrics:
             await self.app(scope, receive, send)
             return
         status: int | None = None
-        body: list[bytes] = []
 
         async def observing_send(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-            elif message["type"] == "http.response.body" and status == 202:
-                body.append(message.get("body", b""))
             await send(message)
 
         try:
@@ -112,16 +108,10 @@ class UploadMetrics:
             counters = self.counters(scope)
             if counters is not None:
                 if status == 202:
-                    counters.accepted(_operation_names(b"".join(body)))
+                    # Left by the upload route: the operations it accepted.
+                    counters.accepted(scope.get("state", {}).get("accepted_operations", []))
                 else:
                     counters.refused(status or 500)
-
-
-def _operation_names(body: bytes) -> list[str]:
-    try:
-        return [op["name"] for op in json.loads(body)["operations"]]
-    except (ValueError, KeyError, TypeError):
-        return []
 
 
 @dataclass

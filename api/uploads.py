@@ -4,9 +4,9 @@ import logging
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from fastapi import HTTPException, status
 from PIL import Image, UnidentifiedImageError
 
+from api.errors import InvalidInput, UnsupportedImage
 from common.formats import CONTENT_TYPES, INPUT_FORMATS, OUTPUT_FORMATS, PILLOW_FORMATS, accepted_list
 from common.imaging import declared_size
 
@@ -28,7 +28,7 @@ def sniff_image(file: BinaryIO, size: int, max_pixels: int) -> SniffedImage:
     file is a refusal of that file (415), never an error of the API.
     """
     if size == 0:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "the uploaded file is empty")
+        raise InvalidInput("the uploaded file is empty", field="file")
     try:
         file.seek(0)
         with Image.open(file, formats=PILLOW_FORMATS) as image:
@@ -38,22 +38,20 @@ def sniff_image(file: BinaryIO, size: int, max_pixels: int) -> SniffedImage:
         width, height = declared_size(file) or (max_pixels + 1, 1)
         pil_format = None
     except UnidentifiedImageError:
-        raise HTTPException(
-            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+        raise UnsupportedImage(
             f"the file is not an image in a supported format (by its content); accepted: {accepted_list()}",
+            field="file",
         ) from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure means "not an image we can read"
         logger.info("upload refused: unreadable image (%s: %s)", type(exc).__name__, exc)
         reason = (str(exc) or type(exc).__name__)[:200]
-        raise HTTPException(
-            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"the file starts like an image but cannot be read: {reason}"
-        ) from None
+        raise UnsupportedImage(f"the file starts like an image but cannot be read: {reason}", field="file") from None
     finally:
         _rewind(file)
     if width * height > max_pixels:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+        raise InvalidInput(
             f"image is {width}x{height} ({width * height} pixels); at most {max_pixels} pixels are accepted",
+            field="file",
         )
     assert pil_format is not None
     name = INPUT_FORMATS[pil_format]
@@ -73,9 +71,9 @@ def parse_output_format(value: str | None) -> str | None:
     normalised = value.strip().lower()
     normalised = "jpeg" if normalised == "jpg" else normalised
     if normalised not in OUTPUT_FORMATS:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+        raise InvalidInput(
             f"output_format {value[:40]!r} is not supported; allowed: {', '.join(OUTPUT_FORMATS)}",
+            field="output_format",
         )
     return normalised
 

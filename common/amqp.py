@@ -16,7 +16,8 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -174,6 +175,67 @@ class Publisher:
     def _close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
         if connection is not None and connection.is_open:
+            try:
+                connection.close()
+            except (AMQPError, OSError):
+                pass
+
+
+class BrokerUnavailable(Exception):
+    """The broker could not be reached or dropped the connection."""
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    """A message read from a queue without being consumed: it stays until `remove`d."""
+
+    tag: int
+    body: bytes
+    headers: dict
+    message_id: str | None
+    content_type: str | None
+
+
+class QueueInspector:
+    """Reads a queue's messages on a connection of its own, leaving them unacked: closing the
+    connection puts every one not explicitly removed back in its place."""
+
+    def __init__(self, channel: BlockingChannel, queue: str) -> None:
+        self._channel = channel
+        self._queue = queue
+
+    def depth(self) -> int:
+        return self._channel.queue_declare(self._queue, passive=True).method.message_count
+
+    def messages(self, limit: int) -> Iterator[QueuedMessage]:
+        """Up to `limit` messages in queue order (as many as were there when asked)."""
+        for _ in range(min(self.depth(), limit)):
+            method, properties, body = self._channel.basic_get(self._queue, auto_ack=False)
+            if method is None:
+                return
+            yield QueuedMessage(
+                method.delivery_tag, body, dict(properties.headers or {}), properties.message_id,
+                properties.content_type,
+            )
+
+    def remove(self, message: QueuedMessage) -> None:
+        self._channel.basic_ack(message.tag)
+
+
+@contextmanager
+def inspect_queue(settings: Settings, queue: str, name: str) -> Iterator[QueueInspector]:
+    try:
+        connection = connect(settings, name)
+    except (AMQPError, OSError) as exc:
+        raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    try:
+        channel = connection.channel()
+        declare_topology(channel, settings)
+        yield QueueInspector(channel, queue)
+    except (AMQPError, OSError) as exc:
+        raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        if connection.is_open:
             try:
                 connection.close()
             except (AMQPError, OSError):

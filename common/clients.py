@@ -36,6 +36,10 @@ class Client:
     def label(self) -> str:
         return self.name or "anonymous"
 
+    def may_see(self, owner: str | None) -> bool:
+        """A job belongs to the client that made it; operators see every job."""
+        return self.admin or owner == self.name
+
 
 ANONYMOUS = Client(None)
 

@@ -6,6 +6,7 @@ replica reads the same record, and records survive restarts because they live in
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, Field, computed_field
 
@@ -21,6 +22,10 @@ class JobStatus(StrEnum):
     RETRYING = "retrying"
     COMPLETED = "completed"
     FAILED = "failed"
+
+
+class IllegalTransition(ValueError):
+    """A change the job's state does not allow (e.g. a completed job started again)."""
 
 
 class OriginalInfo(BaseModel):
@@ -78,6 +83,73 @@ class JobRecord(BaseModel):
     error: str | None = None
     error_reason: str | None = None
     webhook: WebhookDelivery | None = None
+
+    # --- what may happen to a job, each from the states that allow it ----------------------------
+    #
+    #   queued ──start──▶ processing ──complete──▶ completed
+    #     ▲                 │  ▲  │
+    #     │    schedule_retry│  │  └──fail──▶ failed ──reset──▶ queued (a dead letter replayed)
+    #     │                 ▼  │start
+    #     └──── reset ──── retrying
+    #
+    # A redelivered job may start again while it says processing (its worker died mid-job).
+
+    @classmethod
+    def queued(cls, **fields: Any) -> "JobRecord":
+        return cls(status=JobStatus.QUEUED, **fields)
+
+    def start(self, worker: str, attempt: int) -> None:
+        self._require("start", JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.PROCESSING)
+        self.status = JobStatus.PROCESSING
+        self.started_at = utcnow()
+        self.attempts = attempt
+        self.worker = worker
+        self.next_attempt_at = None
+
+    def complete(self, result: ResultInfo) -> None:
+        self._require("complete", JobStatus.PROCESSING)
+        self.status = JobStatus.COMPLETED
+        self.result = result
+        self.finished_at = utcnow()
+        self.error = self.error_reason = None
+
+    def fail(self, reason: str, error: str, worker: str) -> None:
+        self._require("fail", JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.RETRYING)
+        self.status = JobStatus.FAILED
+        self.finished_at = utcnow()
+        self.worker = worker
+        self.error = error
+        self.error_reason = reason
+        self.next_attempt_at = None
+
+    def schedule_retry(self, at: datetime, error: str) -> None:
+        self._require("schedule_retry", JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.RETRYING)
+        self.status = JobStatus.RETRYING
+        self.error = error
+        self.next_attempt_at = at
+
+    def reset(self) -> None:
+        """Back to queued with a clean slate, for another run (a replayed dead letter)."""
+        self._require("reset", JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.RETRYING, JobStatus.FAILED)
+        self.status = JobStatus.QUEUED
+        self.attempts = 0
+        self.error = self.error_reason = None
+        self.started_at = self.finished_at = self.next_attempt_at = None
+
+    def note_webhook(self, delivery: "WebhookDelivery") -> None:
+        self._require("note_webhook", JobStatus.COMPLETED, JobStatus.FAILED)
+        self.webhook = delivery
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (JobStatus.COMPLETED, JobStatus.FAILED)
+
+    def _require(self, change: str, *allowed: JobStatus) -> None:
+        if self.status not in allowed:
+            raise IllegalTransition(
+                f"job {self.job_id} is {self.status.value}: it cannot {change.replace('_', ' ')} "
+                f"(only when {' or '.join(status.value for status in allowed)})"
+            )
 
     @computed_field  # type: ignore[prop-decorator]
     @property

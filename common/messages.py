@@ -10,6 +10,34 @@ from common.formats import OutputFormat
 from common.operations import Operation
 
 
+class Header:
+    """The headers the services put on messages, and read back. (`x-death` and `x-first-death-*`
+    are the broker's own, added when it dead-letters a message.)"""
+
+    # On a job coming back from a retry delay queue: the attempt it comes back for.
+    RETRY_ATTEMPT = "x-retry-attempt"
+    LAST_ERROR = "x-last-error"
+    # On a dead letter: why it failed, how many attempts were made, when, where, which job.
+    FAILURE_REASON = "x-failure-reason"
+    FAILURE_ERROR = "x-failure-error"
+    ATTEMPTS_MADE = "x-attempts"
+    FAILED_AT = "x-failed-at"
+    WORKER = "x-worker"
+    JOB_ID = "x-job-id"
+    REPLAYED_AT = "x-replayed-at"
+    BROKER_DEATHS = "x-death"
+    # On a job event coming back to the notifier: the delivery attempt, and how often it waited.
+    WEBHOOK_ATTEMPT = "x-webhook-attempt"
+    WEBHOOK_DEFERRALS = "x-webhook-deferrals"
+
+    # What a replayed message starts again without.
+    FAILURE_HEADERS = (
+        RETRY_ATTEMPT, LAST_ERROR, FAILURE_REASON, FAILURE_ERROR, ATTEMPTS_MADE, FAILED_AT, WORKER,
+        BROKER_DEATHS, "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
+        "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason", "x-delivery-count",
+    )
+
+
 # A job id is uuid4().hex: also what keeps ids from ever being paths in storage keys.
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 

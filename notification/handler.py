@@ -21,16 +21,14 @@ from pydantic import ValidationError
 from common.amqp import Delivery, Outcome, PublishFailed, Publisher
 from common.clients import KeyRing
 from common.egress import UnsafeTarget, parse_callback_url
-from common.jobs import JobRecord, JobStatus, JobStore, WebhookDelivery
-from common.messages import JobEvent
+from common.jobs import IllegalTransition, JobRecord, JobStatus, JobStore, WebhookDelivery
+from common.messages import Header, JobEvent
 from common.storage import ObjectStore, StorageError
 from common.topology import RETRY_EXCHANGE, RetryStep
 from notification.webhook import AttemptResult, WebhookSender
 
 logger = logging.getLogger("notification")
 
-ATTEMPT_HEADER = "x-webhook-attempt"
-DEFERRALS_HEADER = "x-webhook-deferrals"
 MAX_DEFERRALS = 50
 NOT_DELIVERED = "not delivered: the endpoint did not accept the event"
 
@@ -102,7 +100,7 @@ class EventHandler:
         if record.status.value != event.status:
             logger.warning("event says %s but the job is %s; ignored", event.status, record.status.value, **log)
             return Outcome.ACK
-        if self._attempt(delivery) == 1 and not delivery.headers.get(DEFERRALS_HEADER):
+        if self._attempt(delivery) == 1 and not delivery.headers.get(Header.WEBHOOK_DEFERRALS):
             _log_event(record)
         if not record.callback_url:
             return Outcome.ACK
@@ -122,7 +120,7 @@ class EventHandler:
             return self._finish(record, attempt, AttemptResult(False, False, str(exc)))
         with self._slots.slot(host) as granted:
             if not granted:
-                deferrals = int(delivery.headers.get(DEFERRALS_HEADER, 0)) + 1
+                deferrals = int(delivery.headers.get(Header.WEBHOOK_DEFERRALS, 0)) + 1
                 if deferrals > MAX_DEFERRALS:
                     return self._finish(record, attempt, AttemptResult(False, False, f"{host} stayed busy"))
                 return self._later(delivery, attempt, deferred=True)
@@ -145,10 +143,10 @@ class EventHandler:
         return Outcome.ACK
 
     def _later(self, delivery: Delivery, attempt: int, deferred: bool) -> Outcome:
-        deferrals = int(delivery.headers.get(DEFERRALS_HEADER, 0)) + (1 if deferred else 0)
+        deferrals = int(delivery.headers.get(Header.WEBHOOK_DEFERRALS, 0)) + (1 if deferred else 0)
         index = min(deferrals if deferred else attempt - 1, len(self._steps)) - 1
         step = self._steps[max(0, index)]
-        headers = {**delivery.headers, ATTEMPT_HEADER: attempt, DEFERRALS_HEADER: deferrals}
+        headers = {**delivery.headers, Header.WEBHOOK_ATTEMPT: attempt, Header.WEBHOOK_DEFERRALS: deferrals}
         try:
             self._publisher.publish(
                 RETRY_EXCHANGE, step.routing_key, delivery.body,
@@ -160,7 +158,7 @@ class EventHandler:
 
     def _attempt(self, delivery: Delivery) -> int:
         try:
-            return max(1, int(delivery.headers.get(ATTEMPT_HEADER, 1)))
+            return max(1, int(delivery.headers.get(Header.WEBHOOK_ATTEMPT, 1)))
         except (TypeError, ValueError):
             return 1
 
@@ -171,16 +169,16 @@ class EventHandler:
         """Notes the outcome on the job record, so GET /status shows it; best effort."""
         try:
             current = self._jobs.get(record.job_id) or record
-            current.webhook = WebhookDelivery(
+            current.note_webhook(WebhookDelivery(
                 url=record.callback_url or "",
                 event=_event_name(record),
                 message_id=message_id(record),
                 delivered=delivered,
                 attempts=attempts,
                 error=None if delivered else NOT_DELIVERED,
-            )
+            ))
             self._jobs.save(current)
-        except StorageError:
+        except (StorageError, IllegalTransition):
             logger.exception("could not record the webhook outcome", extra={"job_id": record.job_id})
 
 

@@ -10,6 +10,7 @@ from common.settings import settings
 from common.storage import ObjectStore
 from common.topology import JOB_QUEUES
 from worker.handler import JobHandler
+from worker.isolation import PipelineProcess
 from worker.stats import WorkerStats
 
 logger = logging.getLogger("worker")
@@ -21,7 +22,8 @@ def main() -> None:
     store = ObjectStore(settings)
     publisher = Publisher(settings, f"worker {name} publisher")
     stats = WorkerStats(name, store, settings.stats_interval_s)
-    handler = JobHandler(settings, store, JobStore(store), publisher, name, stats)
+    pipeline = PipelineProcess(settings.worker_memory_limit_mb)
+    handler = JobHandler(settings, store, JobStore(store), publisher, name, stats, pipeline)
     consumer = Consumer(
         settings, JOB_QUEUES, stats.track(handler), f"worker {name}",
         prefetch=settings.prefetch_count, grace_s=settings.shutdown_grace_s,

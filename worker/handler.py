@@ -24,11 +24,12 @@ from datetime import timedelta
 
 from pydantic import ValidationError
 
-from common.amqp import Delivery, DeliveryLost, Outcome, PublishFailed, Publisher
+from common.amqp import Delivery, DeliveryLost, Outcome, PublishFailed
 from common.jobs import JobRecord, JobStatus, JobStore, original_key, result_key
-from common.messages import JobEvent, JobMessage, ResultInfo, utcnow
+from common.messages import Header, JobEvent, JobMessage, ResultInfo, utcnow
 from common.settings import Settings
-from common.storage import ObjectMissing, ObjectStore, StorageUnavailable
+from common.ports import MessagePublisher, ObjectStorage
+from common.storage import ObjectMissing, StorageUnavailable
 from common.topology import (
     DEAD_LETTER_EXCHANGE,
     EVENT_COMPLETED,
@@ -37,13 +38,11 @@ from common.topology import (
     RETRY_EXCHANGE,
     retry_steps,
 )
-from worker.isolation import PipelineProcess, PipelineRequest
+from worker.isolation import Pipeline, PipelineRequest
 from worker.pipeline import ImageRejected, ProcessedImage
 from worker.stats import WorkerStats
 
 logger = logging.getLogger(__name__)
-
-ATTEMPT_HEADER = "x-attempt"
 
 
 @dataclass
@@ -57,11 +56,17 @@ class PermanentFailure(Exception):
 
 class JobHandler:
     def __init__(
-        self, settings: Settings, store: ObjectStore, jobs: JobStore, publisher: Publisher, worker_name: str,
-        stats: WorkerStats | None = None, pipeline: PipelineProcess | None = None,
+        self,
+        settings: Settings,
+        store: ObjectStorage,
+        jobs: JobStore,
+        publisher: MessagePublisher,
+        worker_name: str,
+        stats: WorkerStats,
+        pipeline: Pipeline,
     ) -> None:
         self._settings = settings
-        self._pipeline = pipeline or PipelineProcess(settings.worker_memory_limit_mb)
+        self._pipeline = pipeline
         self._store = store
         self._jobs = jobs
         self._publisher = publisher
@@ -70,7 +75,7 @@ class JobHandler:
         # Storage round trips that need not wait for each other: the original is fetched while the
         # record is read, and the "processing" record is written while the image is processed.
         self._io = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"{worker_name}-io")
-        self._stats = stats or WorkerStats(worker_name, None, settings.stats_interval_s)
+        self._stats = stats
 
     def __call__(self, delivery: Delivery) -> Outcome:
         try:
@@ -84,7 +89,7 @@ class JobHandler:
         job_id = message.job_id
         log = {"extra": {"job_id": job_id}}
         record: JobRecord | None = None
-        attempt = int(delivery.headers.get(ATTEMPT_HEADER, 0)) + 1
+        attempt = _header_int(delivery.headers, Header.RETRY_ATTEMPT) + 1
         try:
             # Keys come from the job id, never from the message: another client's message must
             # not make this job read someone else's original.
@@ -99,12 +104,20 @@ class JobHandler:
                 self._stats.failed(None, "invalid_message")
                 # The record is left alone: the message, not the job, is at fault.
                 return self._dead_letter(delivery, job_id, "invalid_message", error, attempt)
+            if record.status is JobStatus.FAILED:
+                logger.warning(
+                    "job already failed (%s); acking this duplicate message without running it",
+                    record.error_reason, **log,
+                )
+                return Outcome.ACK
             if record.status is JobStatus.COMPLETED:
                 logger.info("already completed; publishing its event again and acking", **log)
                 self._publish_event(record, delivery)
                 return Outcome.ACK
             attempt = max(attempt, record.attempts + 1)
             if attempt > self._settings.max_attempts:
+                # Every attempt died with its worker (nothing was recorded of how): say how many there were.
+                attempt = record.attempts
                 raise PermanentFailure(
                     "attempts_exhausted",
                     f"gave up after {record.attempts} attempts; last error: {record.error or 'none recorded'}",
@@ -126,11 +139,7 @@ class JobHandler:
         self, message: JobMessage, record: JobRecord, attempt: int, original: Future[bytes], delivery: Delivery
     ) -> None:
         log = {"extra": {"job_id": record.job_id}}
-        record.status = JobStatus.PROCESSING
-        record.started_at = utcnow()
-        record.attempts = attempt
-        record.worker = self._worker
-        record.next_attempt_at = None
+        record.start(self._worker, attempt)
         writing = self._io.submit(self._jobs.save, record.model_copy(deep=True))
         logger.info("processing (attempt %d) %s", attempt, _describe(message), **log)
 
@@ -151,17 +160,16 @@ class JobHandler:
             raise DeliveryLost("the broker connection was lost while the image was processed")
         key = result_key(record.job_id, processed.format)
         self._store.put(key, processed.data, content_type=processed.content_type)
-        record.result = ResultInfo(
-            key=key,
-            width=processed.width,
-            height=processed.height,
-            bytes=len(processed.data),
-            format=processed.format,
-            content_type=processed.content_type,
+        record.complete(
+            ResultInfo(
+                key=key,
+                width=processed.width,
+                height=processed.height,
+                bytes=len(processed.data),
+                format=processed.format,
+                content_type=processed.content_type,
+            )
         )
-        record.status = JobStatus.COMPLETED
-        record.finished_at = utcnow()
-        record.error = record.error_reason = None
         self._jobs.save(record)
         self._stats.completed(record)  # once the record says completed: a redelivery is not counted again
         logger.info(
@@ -205,7 +213,7 @@ class JobHandler:
             return self._dead_letter(delivery, job_id, failure.reason, failure.error, attempt)
 
         step = self._retry_steps[attempt - 1]
-        headers = {**delivery.headers, ATTEMPT_HEADER: attempt, "x-last-error": error[:500]}
+        headers = {**delivery.headers, Header.RETRY_ATTEMPT: attempt, Header.LAST_ERROR: error[:500]}
         try:
             self._publisher.publish(
                 RETRY_EXCHANGE, step.routing_key, delivery.body,
@@ -218,22 +226,15 @@ class JobHandler:
             return Outcome.REQUEUE
         logger.warning("attempt %d failed (%s); retrying in %d ms", attempt, error, step.delay_ms, **log)
         self._stats.retried()
-        if record is not None:
-            record.status = JobStatus.RETRYING
-            record.error = error
-            record.next_attempt_at = utcnow() + timedelta(milliseconds=step.delay_ms)
+        if record is not None and not record.finished:
+            record.schedule_retry(utcnow() + timedelta(milliseconds=step.delay_ms), error)
             self._save_quietly(record)
         return Outcome.ACK
 
     def _record_failure(self, record: JobRecord | None, failure: PermanentFailure, delivery: Delivery) -> None:
-        if record is None:
+        if record is None or record.finished:
             return
-        record.status = JobStatus.FAILED
-        record.finished_at = utcnow()
-        record.worker = self._worker
-        record.error = failure.error
-        record.error_reason = failure.reason
-        record.next_attempt_at = None
+        record.fail(failure.reason, failure.error, self._worker)
         self._save_quietly(record)
         try:
             self._publish_event(record, delivery)
@@ -247,14 +248,14 @@ class JobHandler:
     ) -> Outcome:
         headers = {
             **delivery.headers,
-            "x-failure-reason": reason,
-            "x-failure-error": error[:1000],
-            "x-attempts": attempts,
-            "x-failed-at": utcnow().isoformat(),
-            "x-worker": self._worker,
+            Header.FAILURE_REASON: reason,
+            Header.FAILURE_ERROR: error[:1000],
+            Header.ATTEMPTS_MADE: attempts,
+            Header.FAILED_AT: utcnow().isoformat(),
+            Header.WORKER: self._worker,
         }
         if job_id:
-            headers["x-job-id"] = job_id
+            headers[Header.JOB_ID] = job_id
         try:
             self._publisher.publish(
                 DEAD_LETTER_EXCHANGE, "", delivery.body,
@@ -291,6 +292,13 @@ class JobHandler:
             self._jobs.save(record)
         except StorageUnavailable:
             logger.exception("could not write the job record", extra={"job_id": record.job_id})
+
+
+def _header_int(headers: dict, name: str) -> int:
+    try:
+        return max(0, int(headers.get(name, 0)))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _disagreement(message: JobMessage, record: JobRecord) -> list[str]:

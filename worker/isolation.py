@@ -17,7 +17,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 from common.operations import Operation
 from worker.pipeline import ImageRejected, ProcessedImage
@@ -42,6 +42,16 @@ class PipelineRequest:
     time_limit_s: float
 
 
+class Pipeline(Protocol):
+    """Runs one job's image work: `PipelineProcess` here, in-process in unit tests."""
+
+    def start(self) -> None: ...
+
+    def run(self, request: PipelineRequest) -> ProcessedImage: ...
+
+    def close(self) -> None: ...
+
+
 class PipelineProcess:
     def __init__(self, memory_limit_mb: int) -> None:
         self._memory_limit_mb = memory_limit_mb
@@ -63,10 +73,6 @@ class PipelineProcess:
         if not parent.poll(STARTUP_TIMEOUT_S) or parent.recv() != READY:
             self._kill()
             raise RuntimeError("the image process did not start")
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
 
     def run(self, request: PipelineRequest) -> ProcessedImage:
         self.start()

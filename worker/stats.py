@@ -28,7 +28,7 @@ from common.stats import (
     operations_label,
     snapshot_key,
 )
-from common.storage import ObjectStore
+from common.ports import ObjectStorage
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class WorkerStats:
     def __init__(
         self,
         worker: str,
-        store: ObjectStore | None,
+        store: ObjectStorage,
         interval_s: float,
         *,
         monotonic: Callable[[], float] = time.monotonic,
@@ -166,8 +166,6 @@ class WorkerStats:
 
     def write(self) -> bool:
         """Writes the snapshot now; never raises. True if it was stored."""
-        if self._store is None:
-            return False
         with self._write_lock:
             self._last_write = self._monotonic()
             try:

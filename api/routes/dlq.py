@@ -1,12 +1,13 @@
 """The dead-letter queue: what failed and why, and moving jobs back once the cause is fixed."""
 
-from fastapi import APIRouter, HTTPException, status
-from pika.exceptions import AMQPError
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from api import errors
 from api.auth import AdminClient
+from api.deadletters import DeadLetterQueue, DeadLetterStats
 from api.dependencies import ServicesDep
-from common.deadletters import DeadLetterQueue, DeadLetterStats
+from api.problems import documented
 
 router = APIRouter(prefix="/dlq", tags=["dead letters"])
 
@@ -27,33 +28,27 @@ def _queue(services: ServicesDep) -> DeadLetterQueue:
     return DeadLetterQueue(services.settings, services.publisher, services.jobs)
 
 
-def _broker_unavailable(exc: Exception) -> HTTPException:
-    return HTTPException(
-        status.HTTP_503_SERVICE_UNAVAILABLE,
-        f"the message broker is unavailable; try again later ({type(exc).__name__})",
-        headers={"Retry-After": "5"},
-    )
+@router.get(
+    "/stats", response_model=DeadLetterStats, operation_id="dead_letter_stats",
+    responses=documented(401, 403, 422, 503),
+)
+def dead_letter_stats(
+    services: ServicesDep, _operator: AdminClient, recent: int = Query(10, ge=0, le=100)
+) -> DeadLetterStats:
+    return _queue(services).stats(recent=recent)
 
 
-@router.get("/stats", response_model=DeadLetterStats)
-def dead_letter_stats(services: ServicesDep, _operator: AdminClient, recent: int = 10) -> DeadLetterStats:
-    try:
-        return _queue(services).stats(recent=max(0, min(recent, 100)))
-    except (AMQPError, OSError) as exc:
-        raise _broker_unavailable(exc) from exc
-
-
-@router.post("/replay", response_model=ReplayResponse)
+@router.post(
+    "/replay", response_model=ReplayResponse, operation_id="replay_dead_letters",
+    responses=documented(401, 403, 404, 422, 503),
+)
 def replay_dead_letters(
     services: ServicesDep, _operator: AdminClient, request: ReplayRequest | None = None
 ) -> ReplayResponse:
     request = request or ReplayRequest()
-    try:
-        result = _queue(services).replay(job_id=request.job_id, reason=request.reason)
-    except (AMQPError, OSError) as exc:
-        raise _broker_unavailable(exc) from exc
+    result = _queue(services).replay(job_id=request.job_id, reason=request.reason)
     if request.job_id and not result.replayed and not result.skipped:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {request.job_id} is not in the dead-letter queue")
+        raise errors.NotFound(f"job {request.job_id[:64]!r} is not in the dead-letter queue", field="job_id")
     return ReplayResponse(
         replayed=len(result.replayed), job_ids=result.replayed, skipped=result.skipped, remaining=result.remaining
     )

@@ -12,66 +12,24 @@ from PIL import Image
 from pika.spec import BasicProperties
 
 from common.amqp import Delivery, DeliveryLost, Outcome, PublishFailed
-from common.jobs import JobRecord, JobStatus, OriginalInfo, original_key
+from common.jobs import JobRecord, JobStatus, JobStore, OriginalInfo, original_key
 from common.operations import Resize
 from common.settings import Settings
 from common.storage import ObjectMissing, StorageUnavailable
-from worker.handler import ATTEMPT_HEADER, JobHandler
+from common.messages import Header
+from tests.support.memory import InProcessPipeline, MemoryObjectStore, MemoryPublisher
+from worker.handler import JobHandler
+from worker.stats import WorkerStats
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
-
-
-class FakeStore:
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-        self.failing_puts = 0
-
-    def get(self, key: str) -> bytes:
-        if key not in self.objects:
-            raise ObjectMissing(key)
-        return self.objects[key]
-
-    def put(self, key: str, data: bytes, content_type: str, metadata=None) -> None:
-        if self.failing_puts:
-            self.failing_puts -= 1
-            raise StorageUnavailable("storage down")
-        self.objects[key] = data
-
-
-class FakeJobs:
-    def __init__(self) -> None:
-        self.records: dict[str, JobRecord] = {}
-
-    def get(self, job_id: str) -> JobRecord | None:
-        record = self.records.get(job_id)
-        return record.model_copy(deep=True) if record else None
-
-    def save(self, record: JobRecord) -> None:
-        self.records[record.job_id] = record.model_copy(deep=True)
-
-
-class FakePublisher:
-    def __init__(self) -> None:
-        self.published: list[SimpleNamespace] = []
-        self.fail = False
-
-    def publish(
-        self, exchange, routing_key, body, *, message_id=None, headers=None, content_type=None, cancel=None
-    ) -> None:
-        if cancel is not None and cancel.is_set():
-            raise DeliveryLost("lost")
-        if self.fail:
-            raise PublishFailed("broker down")
-        self.published.append(SimpleNamespace(exchange=exchange, routing_key=routing_key, body=body, headers=headers or {}))
-
-    def to(self, exchange: str) -> list[SimpleNamespace]:
-        return [p for p in self.published if p.exchange == exchange]
 
 
 @pytest.fixture
 def world():
     settings = Settings(_env_file=None, max_attempts=3, retry_base_delay_ms=1000)
-    store, jobs, publisher = FakeStore(), FakeJobs(), FakePublisher()
+    store, publisher = MemoryObjectStore(), MemoryPublisher()
+    store.failing_prefix = "results/"  # storage fails where the tests say, for results only
+    jobs = JobStore(store)
     buffer = io.BytesIO()
     Image.new("RGB", (400, 300), "navy").save(buffer, "JPEG")
     store.objects[original_key(JOB_ID)] = buffer.getvalue()
@@ -80,7 +38,8 @@ def world():
         original=OriginalInfo(key=original_key(JOB_ID), format="jpeg", width=400, height=300, bytes=1),
     )
     jobs.save(record)
-    handler = JobHandler(settings, store, jobs, publisher, "worker-t")
+    stats = WorkerStats("worker-t", store, settings.stats_interval_s)
+    handler = JobHandler(settings, store, jobs, publisher, "worker-t", stats, InProcessPipeline())
     return SimpleNamespace(handler=handler, store=store, jobs=jobs, publisher=publisher, record=record)
 
 
@@ -105,7 +64,7 @@ def test_handler_retries_a_transient_failure_through_the_delay_queue(world) -> N
     assert world.handler(delivery(message(world))) is Outcome.ACK
     (retry,) = world.publisher.to("images.retry")
     assert retry.routing_key == "retry.1000ms"
-    assert retry.headers[ATTEMPT_HEADER] == 1
+    assert retry.headers[Header.RETRY_ATTEMPT] == 1
     assert "storage down" in retry.headers["x-last-error"]
     record = world.jobs.get(JOB_ID)
     assert record.status is JobStatus.RETRYING

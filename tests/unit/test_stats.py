@@ -14,9 +14,9 @@ from common.stats import (
     operations_label,
     quantile,
 )
-from common.storage import StorageUnavailable
 from common.jobs import JobRecord, JobStatus, OriginalInfo
 from monitoring.performance_monitor import bucket_counts, window_percentiles
+from tests.support.memory import MemoryObjectStore
 from worker.stats import WorkerStats
 
 
@@ -26,17 +26,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class FakeStore:
-    def __init__(self, fail: bool = False) -> None:
-        self.fail = fail
-        self.puts: list[tuple[str, bytes]] = []
-
-    def put(self, key: str, data: bytes, content_type: str) -> None:
-        if self.fail:
-            raise StorageUnavailable("object storage unreachable")
-        self.puts.append((key, data))
 
 
 def record(operations: str, created_ago_s: float, processing_s: float) -> JobRecord:
@@ -115,7 +104,7 @@ def test_aggregate_leaves_out_histograms_with_other_bounds() -> None:
 
 
 def test_recorder_counts_jobs_and_histograms() -> None:
-    stats = WorkerStats("w", None, 5)
+    stats = WorkerStats("w", MemoryObjectStore(), 5)
     stats.completed(record("resize,watermark", created_ago_s=2.0, processing_s=0.3))
     stats.completed(record("resize", created_ago_s=0.2, processing_s=0.1))
     stats.failed(None, "invalid_message")
@@ -134,7 +123,7 @@ def test_recorder_counts_jobs_and_histograms() -> None:
 
 def test_recorder_utilization_is_busy_time_over_the_last_minute() -> None:
     clock = FakeClock()
-    stats = WorkerStats("w", None, 5, monotonic=clock)
+    stats = WorkerStats("w", MemoryObjectStore(), 5, monotonic=clock)
 
     def busy_handler(delivery):
         clock.now += 30  # 30 s of work
@@ -154,7 +143,7 @@ def test_recorder_utilization_is_busy_time_over_the_last_minute() -> None:
 
 def test_recorder_counts_time_of_a_job_still_running() -> None:
     clock = FakeClock()
-    stats = WorkerStats("w", None, 5, monotonic=clock)
+    stats = WorkerStats("w", MemoryObjectStore(), 5, monotonic=clock)
     seen = {}
 
     def handler(delivery):
@@ -168,7 +157,7 @@ def test_recorder_counts_time_of_a_job_still_running() -> None:
 
 
 def test_recorder_crash_counts_as_failed_and_propagates() -> None:
-    stats = WorkerStats("w", None, 5)
+    stats = WorkerStats("w", MemoryObjectStore(), 5)
 
     def crashing(delivery):
         raise RuntimeError("boom")
@@ -179,16 +168,17 @@ def test_recorder_crash_counts_as_failed_and_propagates() -> None:
 
 
 def test_recorder_write_never_raises_when_storage_fails() -> None:
-    store = FakeStore(fail=True)
+    store = MemoryObjectStore()
+    store.down = True
     stats = WorkerStats("w", store, 5)
     assert stats.write() is False
-    store.fail = False
+    store.down = False
     assert stats.write() is True
     assert WorkerSnapshot.model_validate_json(store.puts[-1][1]).worker == "w"
 
 
 def test_recorder_does_not_write_per_job_when_jobs_are_fast() -> None:
-    store = FakeStore()
+    store = MemoryObjectStore()
     stats = WorkerStats("w", store, interval_s=60)
     stats.start()
     tracked = stats.track(lambda delivery: "ack")

@@ -1,0 +1,199 @@
+"""What the API does, as plain functions over ports: submit a job, find one, open its result.
+
+Routes (api/routes/) only turn HTTP into these calls and ApiErrors into problems; the unit tests
+call them with in-memory adapters (tests/unit/test_service.py).
+"""
+
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from api import errors
+from api.uploads import parse_output_format, safe_filename, sniff_image
+from common import amqp
+from common.clients import Client
+from common.egress import EgressPolicy, UnsafeTarget
+from common.jobs import JobRecord, JobStatus, JobStore, OriginalInfo, original_key
+from common.messages import is_job_id
+from common.operations import Operation, OperationsError, Resize, parse_operations
+from common.ports import MessagePublisher, ObjectStorage
+from common.settings import Settings
+from common.storage import StorageError
+from common.topology import JOBS_EXCHANGE, JOBS_ROUTING_KEY
+
+logger = logging.getLogger("api")
+
+RETRY_AFTER_UNAVAILABLE_S = 5
+RETRY_AFTER_QUEUE_FULL_S = 30
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_upload_bytes: int
+    max_image_pixels: int
+    max_output_pixels: int
+    max_operations: int
+    max_queued_jobs: int
+    default_operations: str
+    default_quality: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "UploadLimits":
+        return cls(
+            settings.max_upload_bytes, settings.max_image_pixels, settings.max_output_pixels,
+            settings.max_operations, settings.max_queued_jobs, settings.default_operations,
+            settings.default_quality,
+        )
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A job as a client asked for it: the file and the form's fields, unchecked."""
+
+    client: Client
+    file: BinaryIO
+    size: int
+    filename: str | None
+    operations: str | None = None
+    output_format: str | None = None
+    quality: int | None = None
+    callback_url: str | None = None
+
+
+@dataclass
+class JobsPorts:
+    store: ObjectStorage
+    jobs: JobStore
+    publisher: MessagePublisher
+    egress: EgressPolicy
+    limits: UploadLimits
+
+
+def submit_job(upload: Upload, ports: JobsPorts) -> JobRecord:
+    """Check everything, store the original and the record, queue the job; or leave nothing."""
+    limits = ports.limits
+    if upload.size > limits.max_upload_bytes:
+        raise errors.UploadTooLarge(
+            f"upload too large: {upload.size} bytes; files up to {limits.max_upload_bytes} bytes are accepted",
+            field="file",
+        )
+    try:
+        operations = parse_operations(upload.operations or limits.default_operations, limits.max_operations)
+    except OperationsError as exc:
+        raise errors.InvalidInput(f"operations: {exc}", field="operations") from exc
+    _check_output_size(operations, limits.max_output_pixels)
+    output_format = parse_output_format(upload.output_format)
+    callback_url = None
+    if upload.callback_url:
+        try:
+            callback_url = ports.egress.check_url(upload.callback_url)
+        except UnsafeTarget as exc:
+            raise errors.InvalidInput(f"callback_url is refused: {exc}", field="callback_url") from None
+    image = sniff_image(upload.file, upload.size, limits.max_image_pixels)
+
+    job_id = uuid.uuid4().hex
+    record = JobRecord.queued(
+        job_id=job_id,
+        operations=operations,
+        output_format=output_format,
+        quality=upload.quality or limits.default_quality,
+        callback_url=callback_url,
+        owner=upload.client.name,
+        original=OriginalInfo(
+            key=original_key(job_id), filename=safe_filename(upload.filename), content_type=image.content_type,
+            format=image.format, width=image.width, height=image.height, bytes=upload.size,
+        ),
+    )
+    try:
+        # The original before the record: a record never claims an original that is not there.
+        ports.store.put_file(record.original.key, upload.file, upload.size, image.content_type, {"job-id": job_id})
+        ports.jobs.save(record)
+    except StorageError as exc:
+        raise _unavailable("object storage", exc, ", the job was not queued") from exc
+    try:
+        ports.publisher.publish(
+            JOBS_EXCHANGE, JOBS_ROUTING_KEY, record.to_message().model_dump_json().encode(), message_id=job_id
+        )
+    except amqp.QueueFull as exc:
+        _forget(ports, record)
+        logger.warning("refused: the work queue is full (%s)", exc, extra={"job_id": job_id})
+        raise errors.QueueFull(
+            f"the job queue is full ({limits.max_queued_jobs} jobs waiting); the job was not queued, try again later",
+            retry_after_s=RETRY_AFTER_QUEUE_FULL_S,
+        ) from exc
+    except amqp.PublishFailed as exc:
+        _forget(ports, record)
+        raise _unavailable("the message broker", exc, ", the job was not queued") from exc
+    logger.info(
+        "queued %s %dx%d (%d bytes) for %s",
+        image.format, image.width, image.height, upload.size,
+        ",".join(op.name for op in operations), extra={"job_id": job_id},
+    )
+    return record
+
+
+def find_job(job_id: str, client: Client, jobs: JobStore) -> JobRecord:
+    """The job, if it exists and the client may see it; another client's job does not exist."""
+    not_found = errors.NotFound(f"no job {job_id[:64]!r}")
+    if not is_job_id(job_id):
+        raise not_found
+    try:
+        record = jobs.get(job_id)
+    except StorageError as exc:
+        raise _unavailable("object storage", exc) from exc
+    if record is None or not client.may_see(record.owner):
+        raise not_found
+    return record
+
+
+def open_result(job_id: str, client: Client, jobs: JobStore, store: ObjectStorage) -> tuple[JobRecord, Iterator[bytes]]:
+    """The completed job and its result's bytes, the first chunk already read (so an unreachable
+    store is a 503 before any byte of a 200 has gone out)."""
+    record = find_job(job_id, client, jobs)
+    if record.status is not JobStatus.COMPLETED or record.result is None:
+        detail = f"job {job_id} is {record.status}"
+        if record.error:
+            detail += f": {record.error}"
+        raise errors.NotFinished(detail)
+    try:
+        chunks = store.stream(record.result.key)
+        first = next(chunks, b"")
+    except StorageError as exc:
+        raise _unavailable("object storage", exc) from exc
+
+    def body() -> Iterator[bytes]:
+        yield first
+        yield from chunks
+
+    return record, body()
+
+
+def _check_output_size(operations: list[Operation], max_output_pixels: int) -> None:
+    """An enlargement asked for explicitly is judged now; the worker bounds every other output."""
+    for index, operation in enumerate(operations, start=1):
+        if isinstance(operation, Resize) and operation.upscale and operation.width and operation.height:
+            pixels = operation.width * operation.height
+            if pixels > max_output_pixels:
+                raise errors.InvalidInput(
+                    f"operations: operation {index} (resize) asks for {operation.width}x{operation.height} = "
+                    f"{pixels} pixels; outputs are limited to {max_output_pixels} pixels (MAX_OUTPUT_PIXELS)",
+                    field="operations",
+                )
+
+
+def _forget(ports: JobsPorts, record: JobRecord) -> None:
+    """A job that could not be queued must not be left claiming to be queued."""
+    try:
+        ports.jobs.delete(record.job_id)
+        ports.store.delete(record.original.key)
+    except StorageError:
+        logger.exception("could not remove an unqueued job", extra={"job_id": record.job_id})
+
+
+def _unavailable(what: str, exc: Exception, consequence: str = "") -> errors.Unavailable:
+    logger.warning("%s unavailable: %s", what, exc)
+    return errors.Unavailable(
+        f"{what} is unavailable{consequence}; try again later", retry_after_s=RETRY_AFTER_UNAVAILABLE_S
+    )

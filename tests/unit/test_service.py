@@ -1,0 +1,130 @@
+"""The API's service layer with in-memory adapters: what a submission stores, publishes and
+refuses, and who may see a job."""
+
+import io
+import ipaddress
+import json
+
+import pytest
+
+from api import errors
+from api.service import JobsPorts, Upload, UploadLimits, find_job, open_result, submit_job
+from common.clients import ANONYMOUS, Client
+from common.egress import EgressPolicy
+from common.jobs import JobStatus, JobStore, ResultInfo
+from tests.support.images import png_declaring, png_of
+from tests.support.memory import MemoryObjectStore, MemoryPublisher
+
+ALICE, BOB, OPS = Client("alice"), Client("bob"), Client("ops", admin=True)
+LIMITS = UploadLimits(
+    max_upload_bytes=1_000_000, max_image_pixels=1_000_000, max_output_pixels=4_000_000, max_operations=5,
+    max_queued_jobs=10, default_operations="resize", default_quality=85,
+)
+
+
+@pytest.fixture
+def ports() -> JobsPorts:
+    store = MemoryObjectStore()
+    resolver = {"hooks.example": "93.184.216.34", "inside.example": "10.0.0.5"}
+    egress = EgressPolicy(resolver=lambda host, port: [ipaddress.ip_address(resolver[host])])
+    return JobsPorts(store, JobStore(store), MemoryPublisher(), egress, LIMITS)
+
+
+PNG = png_of((80, 60))
+
+
+def upload(data: bytes | None = None, client: Client = ALICE, **fields) -> Upload:
+    data = PNG if data is None else data
+    return Upload(client=client, file=io.BytesIO(data), size=len(data), filename="a.png", **fields)
+
+
+def nothing_left(ports: JobsPorts) -> bool:
+    return ports.store.objects == {} and ports.publisher.published == []
+
+
+def test_submit_stores_the_original_and_record_then_queues_the_job(ports) -> None:
+    record = submit_job(upload(operations="resize(width=20)", callback_url="https://hooks.example/h"), ports)
+    assert record.status is JobStatus.QUEUED and record.owner == "alice"
+    assert record.callback_url == "https://hooks.example/h"
+    assert ports.store.objects[record.original.key] == PNG
+    assert ports.jobs.get(record.job_id) == record
+    (message,) = ports.publisher.published
+    assert (message.exchange, message.routing_key, message.message_id) == ("images.jobs", "job", record.job_id)
+    assert json.loads(message.body)["operations"] == [{"name": "resize", "width": 20, "height": None, "fit": "contain", "upscale": False}]
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "fragment"),
+    [
+        ({"operations": "explode"}, "operations", "unknown operation 'explode'"),
+        ({"operations": "resize(width=3000,height=3000,fit=fill,upscale=true)"}, "operations", "limited to 4000000"),
+        ({"output_format": "gif"}, "output_format", "allowed: jpeg, png, webp"),
+        ({"callback_url": "http://inside.example/"}, "callback_url", "private address (10.0.0.5)"),
+        ({"callback_url": "http://u:p@hooks.example/"}, "callback_url", "credentials"),
+    ],
+)
+def test_submit_refuses_bad_fields_naming_them_and_keeps_nothing(ports, fields, field, fragment) -> None:
+    with pytest.raises(errors.InvalidInput) as caught:
+        submit_job(upload(**fields), ports)
+    assert caught.value.field == field and fragment in caught.value.detail
+    assert nothing_left(ports)
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "fragment"),
+    [
+        (b"", errors.InvalidInput, "empty"),
+        (b"hello", errors.UnsupportedImage, "not an image in a supported format"),
+        (png_declaring(2000, 1000), errors.InvalidInput, "2000x1000 (2000000 pixels); at most 1000000"),
+        (b"\x89PNG" + bytes(1_000_000), errors.UploadTooLarge, "files up to 1000000 bytes"),
+    ],
+)
+def test_submit_refuses_files_it_cannot_take(ports, data, error, fragment) -> None:
+    with pytest.raises(error) as caught:
+        submit_job(upload(data), ports)
+    assert fragment in caught.value.detail and caught.value.field == "file"
+    assert nothing_left(ports)
+
+
+def test_submit_with_storage_down_is_unavailable_and_queues_nothing(ports) -> None:
+    ports.store.down = True
+    with pytest.raises(errors.Unavailable) as caught:
+        submit_job(upload(), ports)
+    assert caught.value.retry_after_s == 5
+    assert ports.publisher.published == []
+
+
+@pytest.mark.parametrize(("switch", "error"), [("fail", errors.Unavailable), ("full", errors.QueueFull)])
+def test_submit_that_cannot_be_queued_leaves_nothing_behind(ports, switch, error) -> None:
+    setattr(ports.publisher, switch, True)
+    with pytest.raises(error):
+        submit_job(upload(), ports)
+    assert ports.store.objects == {}
+
+
+def test_a_job_is_found_by_its_owner_and_operators_only(ports) -> None:
+    record = submit_job(upload(), ports)
+    assert find_job(record.job_id, ALICE, ports.jobs) == record
+    assert find_job(record.job_id, OPS, ports.jobs) == record
+    for other in (BOB, ANONYMOUS):
+        with pytest.raises(errors.NotFound) as caught:
+            find_job(record.job_id, other, ports.jobs)
+        assert caught.value.detail == f"no job {record.job_id!r}"
+
+
+@pytest.mark.parametrize("job_id", ["../etc/passwd", "0" * 31, "X" * 32, "0" * 32])
+def test_ids_that_are_not_jobs_are_not_found(ports, job_id) -> None:
+    with pytest.raises(errors.NotFound):
+        find_job(job_id, ALICE, ports.jobs)
+
+
+def test_a_result_opens_only_once_completed(ports) -> None:
+    record = submit_job(upload(), ports)
+    with pytest.raises(errors.NotFinished, match="is queued"):
+        open_result(record.job_id, ALICE, ports.jobs, ports.store)
+    record.start("w", 1)
+    record.complete(ResultInfo(key="results/x.png", width=1, height=1, bytes=3, format="png", content_type="image/png"))
+    ports.jobs.save(record)
+    ports.store.put("results/x.png", b"abc", "image/png")
+    _, body = open_result(record.job_id, ALICE, ports.jobs, ports.store)
+    assert b"".join(body) == b"abc"
