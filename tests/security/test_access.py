@@ -48,7 +48,11 @@ def test_upload_without_a_key_is_401_naming_how_to_send_one(secured, sample_jpg)
 def test_upload_with_a_wrong_key_is_401(secured, sample_jpg) -> None:
     response = upload(secured, sample_jpg, "alice-key-0123456789abcdeX")
     assert response.status_code == 401
-    assert response.json() == {"detail": "the API key is not valid"}
+    assert response.json() == {
+        "type": "urn:imgpipe:problem:unauthenticated", "title": "Unauthorized", "status": 401,
+        "detail": "the API key is not valid", "instance": "/upload",
+    }
+    assert response.headers["content-type"] == "application/problem+json"
 
 
 def test_x_api_key_header_works_like_bearer(secured, sample_jpg) -> None:
