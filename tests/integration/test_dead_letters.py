@@ -74,9 +74,14 @@ def test_dlq_replay_all_moves_every_letter_once(make_system, sample_jpg) -> None
     for job_id in jobs:
         system.store.put(f"originals/{job_id}", sample_jpg.read_bytes(), "image/jpeg")
 
+    # With no worker to absorb a duplicate, the work queue shows exactly what the replay sent.
+    system.services["worker-a"].stop()
     response = replay(system)
     assert response.status_code == 200, response.text
     assert sorted(response.json()["job_ids"]) == sorted(jobs)
+    assert system.vhost.message_count("images.jobs.work") == 4
+    assert system.vhost.message_count("images.jobs.dead") == 0
+    system.start_worker("worker-a")
     statuses = [system.wait_finished(job_id) for job_id in jobs]
     assert [s["status"] for s in statuses] == ["completed"] * 4
     assert system.vhost.message_count("images.jobs.dead") == 0

@@ -68,6 +68,12 @@ def test_worker_sigterm_finishes_current_job_then_exits(make_system, sample_jpg)
     other = system.wait_finished(other_job)
     assert other["worker"] != stopping
     assert system.vhost.message_count("images.jobs.work") == 0
+    # The stopping worker acked before it left: had it not, the broker would have handed the
+    # message back, ahead of any later job, to the other worker, which would have logged it.
+    last = upload_ok(system, sample_jpg, operations="resize(width=50)")
+    assert system.wait_finished(last)["worker"] == other["worker"]
+    survivor = system.services[other["worker"]].log()
+    assert f"job={job_id}" not in survivor, survivor[-2000:]
 
 
 def test_worker_sigterm_past_the_grace_period_hands_the_job_back(make_system, sample_jpg) -> None:

@@ -23,6 +23,15 @@ def test_upload_over_the_limit_is_413_from_the_header(make_system, tmp_path) -> 
     response = system.upload(big)
     assert response.status_code == 413
     assert "files up to 100000 bytes" in response.json()["detail"]
+    # Refused from the header alone: the answer comes although not one byte of the body is sent.
+    host, port = system.api_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        sock.sendall(
+            f"POST /upload HTTP/1.1\r\nHost: {host}\r\nContent-Length: 300000\r\n"
+            "Content-Type: multipart/form-data; boundary=x\r\n\r\n".encode()
+        )
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
 
 
 def test_upload_streamed_without_length_is_cut_off_at_the_limit(make_system) -> None:
@@ -97,25 +106,29 @@ def test_upload_refuses_a_decompression_bomb_before_queueing(system: System, tmp
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_declaring(100_000, 100_000))
     before = system.vhost.message_count("images.jobs.work")
+    records = len(system.store.list("jobs/"))
     response = system.upload(bomb)
     assert response.status_code == 422
     assert "100000x100000" in response.json()["detail"] and "pixels" in response.json()["detail"]
     assert system.vhost.message_count("images.jobs.work") == before
+    assert len(system.store.list("jobs/")) == records
 
 
 @pytest.mark.parametrize(
-    ("operations", "fragment"),
+    ("operations", "fragment", "limit"),
     [
-        ("resize(width=1000000000)", "width"),
-        ("filter(name=blur,radius=-3)", "radius"),
-        (",".join(["resize"] * 10_000), "10000 operations given; at most 20 allowed"),
-        ("resize(width=16000,height=16000,fit=fill,upscale=yes please)", "upscale"),
+        ("resize(width=1000000000)", "width", "less than or equal to 16384"),
+        ("filter(name=blur,radius=-3)", "radius", "greater than 0"),
+        (",".join(["resize"] * 10_000), "10000 operations given", "at most 20 allowed"),
+        ("resize(width=16000,height=16000,fit=fill,upscale=yes please)", "upscale", "valid boolean"),
     ],
 )
-def test_upload_refuses_absurd_operations(system: System, sample_jpg, operations, fragment) -> None:
+def test_upload_refuses_absurd_operations(system: System, sample_jpg, operations, fragment, limit) -> None:
     response = system.upload(sample_jpg, operations=operations)
     assert response.status_code == 422, response.text
     assert fragment in response.json()["detail"]
+    assert limit in response.json()["detail"]  # the limit is named, not only the parameter
+    assert response.json()["field"] == "operations"
 
 
 def test_worker_refuses_a_bomb_that_bypassed_the_api_with_bounded_memory(make_system) -> None:

@@ -22,8 +22,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class GiveUp(Exception):
+    """Raised by a predicate when waiting longer cannot help (a process it waits for has exited)."""
+
+
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
-    """Polls `predicate` until it returns something truthy; fails the test after `timeout` s."""
+    """Polls `predicate` until it returns something truthy; fails the test after `timeout` s, or at
+    once if the predicate raises GiveUp."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
@@ -31,6 +36,8 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
             value = predicate()
             if value:
                 return value
+        except GiveUp:
+            raise
         except Exception as exc:  # noqa: BLE001 - reported below if it never succeeds
             last_error = exc
         time.sleep(interval)
@@ -108,7 +115,8 @@ def start_api(
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
-        assert service.running, f"{name} exited:\n{service.log()[-3000:]}"
+        if not service.running:
+            raise GiveUp(f"{name} exited:\n{service.log()[-3000:]}")
         return httpx.get(f"{url}/ready", timeout=5).status_code == 200
 
     wait_for(ready, 60, f"{name} to be ready")

@@ -58,18 +58,19 @@ def _font(size: int) -> Font:
 # STAMP_CACHE_SIZE × 1 MB); callers never modify a stamp.
 STAMP_CACHE_SIZE = 32
 STAMP_CACHE_MAX_PIXELS = 256 * 1024
-_stamps: OrderedDict[tuple[str, int, int, int, float], Image.Image] = OrderedDict()
+_stamps: OrderedDict[tuple[Path | None, str, int, int, int, float], Image.Image] = OrderedDict()
 _stamps_lock = threading.Lock()
 
 
 def _stamp(text: str, height: int, max_width: int, max_height: int, opacity: float) -> Image.Image:
-    key = (text, height, max_width, max_height, opacity)
+    # The font is part of what a stamp looks like: a stamp drawn with another font is another stamp.
+    key = (_font_path(), text, height, max_width, max_height, opacity)
     with _stamps_lock:
         stamp = _stamps.get(key)
         if stamp is not None:
             _stamps.move_to_end(key)
             return stamp
-    stamp = _render_stamp(*key)
+    stamp = _render_stamp(text, height, max_width, max_height, opacity)
     if stamp.width * stamp.height <= STAMP_CACHE_MAX_PIXELS:
         with _stamps_lock:
             _stamps[key] = stamp
