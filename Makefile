@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 WORKERS ?= 1
 REQUIREMENTS := requirements-dev.txt common/requirements.txt api/requirements.txt worker/requirements.txt notification/requirements.txt bench/requirements.txt
 
-.PHONY: help venv run stop scale ps logs clean test test-unit test-integration lint
+.PHONY: help venv run stop scale ps logs clean test test-random test-unit test-integration lint
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ clean: venv ## stop, and delete stored images, job records, queues and logs
 
 test: venv ## run every test against real services (starts what it needs)
 	@$(PY) -m pytest; status=$$?; if [ $$status -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$status
+
+test-random: venv ## every test, in a random order (prints the seed; RANDOM_SEED=N repeats one)
+	@$(PY) -m pytest -o "addopts=-ra --strict-markers" $(if $(RANDOM_SEED),--randomly-seed=$(RANDOM_SEED),)
 
 test-unit: venv ## only the fast unit and static tests
 	@$(PY) -m pytest tests/unit tests/static
