@@ -16,7 +16,7 @@ from prometheus_client import generate_latest
 from starlette.types import Scope
 
 from api.metrics import UploadCounters, WorkerStatsView, build_registry
-from common.management import BrokerStats, management_client, read_queues
+from common.management import BrokerStats, ManagementApi, read_queues
 from common.settings import Settings
 from common.stats import RECENT_WINDOW_S, Histogram, SnapshotReader, Totals, aggregate, quantile
 from common.storage import ObjectStore, StorageError
@@ -54,7 +54,7 @@ class Monitoring:
         self._reader = SnapshotReader(store)
         self._last_totals: Totals | None = None
         self._last_read: float | None = None
-        self._broker_client = management_client(settings, timeout=3.0)
+        self._broker_client = ManagementApi.from_settings(settings, timeout=3.0)
         self._workers = _Cached(self._read_workers, ttl_s)
         self._broker = _Cached(lambda: read_queues(settings, self._broker_client), ttl_s)
         self.registry, self.uploads = build_registry(self.worker_stats, self.broker_stats)

@@ -23,8 +23,8 @@ from bench.system import BenchSystem, EndToEnd
 from common.settings import Settings
 from load_test.client import Submission
 from load_test.results import machine_info
-from tests.support.objectstore import PrivateObjectStore
-from tests.support.processes import PROJECT_DIR
+from harness.objectstore import PrivateObjectStore
+from harness.processes import PROJECT_DIR
 
 RESULTS_DIR = PROJECT_DIR / "results" / "bench"
 

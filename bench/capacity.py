@@ -2,7 +2,7 @@
 measured on the real system as it runs across machines, for docs/scaling.md and tools/capacity.py.
 
 The system runs the way a cluster runs it: a three-node RabbitMQ cluster with quorum queues (the
-tests' private nodes, tests/support/broker_cluster.py), SeaweedFS as a cluster with replication
+tests' private nodes, harness/broker_cluster.py), SeaweedFS as a cluster with replication
 001 (master, three volume servers, filer + S3), the API, two workers and the notifier as
 processes. For each image size (and one heavier set of operations) a batch of jobs is run and
 /proc gives every process's CPU time over the batch, per job, and its peak resident memory.
@@ -21,15 +21,15 @@ from pathlib import Path
 
 import httpx
 
-from bench import procs
+from harness import procs
 from bench.images import bench_image
 from bench.system import BenchSystem, MachineCpu
 from load_test.client import Submission
 from load_test.results import COMPLETED, machine_info, summarize
-from tests.support.broker import BrokerVhost
-from tests.support.broker_cluster import BrokerCluster
-from tests.support.objectstore import PrivateStorageCluster
-from tests.support.processes import PROJECT_DIR
+from harness.broker import BrokerVhost
+from harness.broker_cluster import BrokerCluster
+from harness.objectstore import PrivateStorageCluster
+from harness.processes import PROJECT_DIR
 
 OUT = PROJECT_DIR / "docs" / "capacity" / "measured.json"
 DEFAULT_OPERATIONS = "resize,watermark"

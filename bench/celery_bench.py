@@ -12,12 +12,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from urllib.parse import quote
 
-from bench import procs
+from harness import procs
 from bench.system import CpuMeter, EndToEnd, MachineCpu
 from load_test.results import percentiles
-from tests.support.broker import BrokerVhost
-from tests.support.objectstore import S3_KEYS, object_store
-from tests.support.processes import ServiceProcess, wait_for
+from harness.broker import BrokerVhost
+from harness.objectstore import S3_KEYS, object_store
+from harness.processes import ServiceProcess, wait_for
 
 TASK_TIMEOUT_S = 300
 

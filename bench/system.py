@@ -15,12 +15,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import procs
+from harness import procs
 from common.settings import Settings
 from load_test.client import LoadClient, Submission
 from load_test.results import COMPLETED, percentiles, summarize
-from tests.support.system import System, build_system
-from tests.support.broker import BrokerVhost
+from harness.system import System, build_system
+from harness.broker import BrokerVhost
 
 
 @dataclass
@@ -40,16 +40,11 @@ class EndToEnd:
 class MachineCpu:
     """Busy share of all cores between `start()` and `stop()` (from /proc/stat)."""
 
-    def _read(self) -> tuple[int, int]:
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        idle = values[3] + values[4]
-        return sum(values) - idle, sum(values)
-
     def start(self) -> None:
-        self._busy, self._total = self._read()
+        self._busy, self._total = procs.machine_ticks()
 
     def stop(self) -> float:
-        busy, total = self._read()
+        busy, total = procs.machine_ticks()
         return round((busy - self._busy) / max(1, total - self._total), 3)
 
 

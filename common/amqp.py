@@ -34,12 +34,15 @@ from pika.exceptions import (
 )
 from pika.spec import Basic, BasicProperties
 
+from common import backoff
 from common.settings import Settings
 from common.topology import declare_topology
 
 logger = logging.getLogger(__name__)
 
 PERSISTENT = pika.DeliveryMode.Persistent
+PUBLISH_RETRY_BASE_S = 0.2
+PUBLISH_RETRY_CAP_S = 2.0
 
 
 def connection_parameters(settings: Settings, name: str) -> list[pika.ConnectionParameters]:
@@ -142,7 +145,7 @@ class Publisher:
                     last_error = exc
                     self._close()
                 if attempt < attempts:
-                    time.sleep(min(0.2 * 2 ** (attempt - 1), 2.0))
+                    time.sleep(backoff.delay(attempt, PUBLISH_RETRY_BASE_S, PUBLISH_RETRY_CAP_S))
         raise PublishFailed(
             f"broker did not confirm {exchange}/{routing_key} after {attempts} attempts: "
             f"{type(last_error).__name__}: {last_error}"
@@ -268,18 +271,6 @@ class Delivery:
 Handler = Callable[[Delivery], Outcome]
 
 
-class _Backoff:
-    def __init__(self, initial: float = 0.5, cap: float = 30.0) -> None:
-        self.initial, self.cap, self.current = initial, cap, initial
-
-    def next_delay(self) -> float:
-        delay, self.current = self.current, min(self.current * 2, self.cap)
-        return delay
-
-    def reset(self) -> None:
-        self.current = self.initial
-
-
 class Consumer:
     """Consumes one or more queues, handing each message to `handler` on one of `concurrency`
     handler threads.
@@ -323,7 +314,7 @@ class Consumer:
     def run(self) -> None:
         for worker in self._workers:
             worker.start()
-        backoff = _Backoff()
+        reconnect = backoff.Backoff(base=0.5, cap=30.0)
         try:
             while not self._stopping.is_set():
                 started = time.monotonic()
@@ -334,8 +325,8 @@ class Consumer:
                     raise
                 except (AMQPError, OSError) as exc:
                     if time.monotonic() - started > 60:
-                        backoff.reset()
-                    delay = backoff.next_delay()
+                        reconnect.reset()
+                    delay = reconnect.next_delay()
                     logger.warning(
                         "%s: lost the broker (%s: %s); reconnecting in %.1fs",
                         self._name, type(exc).__name__, exc, delay,

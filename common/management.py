@@ -92,6 +92,56 @@ def management_client(settings: Settings, timeout: float = 5.0) -> httpx.Client:
     )
 
 
+class ManagementApi:
+    """The RabbitMQ management HTTP API, as every part of the system uses it: the API's /stats and
+    /metrics, the monitors, the load tools, `make clean`, and the tests' private virtual hosts."""
+
+    def __init__(self, client: httpx.Client, vhost: str) -> None:
+        self.client = client
+        self.vhost = vhost
+
+    @classmethod
+    def from_settings(cls, settings: Settings, timeout: float = 5.0) -> "ManagementApi":
+        return cls(management_client(settings, timeout), settings.rabbitmq_vhost)
+
+    @classmethod
+    def at(cls, host: str, port: int, user: str, password: str, vhost: str, timeout: float = 10.0) -> "ManagementApi":
+        """One node at a known address (the tests' brokers)."""
+        return cls(httpx.Client(base_url=f"http://{host}:{port}/api", auth=(user, password), timeout=timeout), vhost)
+
+    @property
+    def _vhost(self) -> str:
+        return quote(self.vhost, safe="")
+
+    def queues(self) -> list[dict]:
+        """Every queue of the virtual host; HTTPStatusError (404) if the virtual host does not exist."""
+        return self.client.get(f"/queues/{self._vhost}").raise_for_status().json()
+
+    def queue(self, name: str) -> dict:
+        return self.client.get(f"/queues/{self._vhost}/{quote(name, safe='')}").raise_for_status().json()
+
+    def delete_queue(self, name: str) -> None:
+        self.client.delete(f"/queues/{self._vhost}/{quote(name, safe='')}").raise_for_status()
+
+    def delete_exchange(self, name: str) -> None:
+        response = self.client.delete(f"/exchanges/{self._vhost}/{quote(name, safe='')}")
+        if response.status_code != 404:
+            response.raise_for_status()
+
+    def create_vhost(self, user: str) -> None:
+        """Creates the virtual host and gives `user` every permission on it."""
+        self.client.put(f"/vhosts/{self._vhost}").raise_for_status()
+        self.client.put(
+            f"/permissions/{self._vhost}/{quote(user, safe='')}", json={"configure": ".*", "write": ".*", "read": ".*"}
+        ).raise_for_status()
+
+    def delete_vhost(self) -> None:
+        self.client.delete(f"/vhosts/{self._vhost}")
+
+    def close(self) -> None:
+        self.client.close()
+
+
 def queue_role(name: str) -> str | None:
     if name == WORK_QUEUE:
         return ROLE_WORK
@@ -178,26 +228,29 @@ def _queue_stats(name: str, raw: dict | None) -> QueueStats:
     )
 
 
-def read_queues(settings: Settings, client: httpx.Client | None = None) -> BrokerStats:
+def read_queues(settings: Settings, api: ManagementApi | None = None) -> BrokerStats:
     """The system's queues (the expected ones, plus retry queues of earlier delay settings)."""
-    owned = client is None
-    client = client or management_client(settings)
+    owned = api is None
+    api = api or ManagementApi.from_settings(settings)
     try:
-        response = client.get(f"/queues/{quote(settings.rabbitmq_vhost, safe='')}")
-        if response.status_code == 404:
+        found = {q["name"]: q for q in api.queues() if queue_role(q.get("name", ""))}
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code == 404:  # no virtual host yet: nothing has run
             return BrokerStats(True, queues=[_queue_stats(n, None) for n in expected_queues(settings)])
-        response.raise_for_status()
-        found = {q["name"]: q for q in response.json() if queue_role(q.get("name", ""))}
+        return _unavailable(settings, exc)
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-        where = ", ".join(str(node) for node in settings.management_nodes)
-        error = f"management API at {where} unavailable: {_describe(exc)}"
-        return BrokerStats(False, error=error)
+        return _unavailable(settings, exc)
     finally:
         if owned:
-            client.close()
+            api.close()
     names = expected_queues(settings)
     names += sorted(set(found) - set(names))
     return BrokerStats(True, queues=[_queue_stats(name, found.get(name)) for name in names])
+
+
+def _unavailable(settings: Settings, exc: Exception) -> BrokerStats:
+    where = ", ".join(str(node) for node in settings.management_nodes)
+    return BrokerStats(False, error=f"management API at {where} unavailable: {_describe(exc)}")
 
 
 def _describe(exc: Exception) -> str:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from pika.adapters.blocking_connection import BlockingChannel
 
+from common import backoff
 from common.settings import Settings
 
 JOBS_EXCHANGE = "images.jobs"
@@ -71,7 +72,7 @@ def retry_steps(settings: Settings) -> list[RetryStep]:
     the head of a queue, so a long delay would hold back a short one behind it.
     """
     return [
-        RetryStep(attempt=n, delay_ms=settings.retry_base_delay_ms * 2 ** (n - 1))
+        RetryStep(attempt=n, delay_ms=round(backoff.delay(n, settings.retry_base_delay_ms)))
         for n in range(1, settings.max_attempts)
     ]
 
@@ -80,7 +81,7 @@ def notification_retry_steps(settings: Settings) -> list[RetryStep]:
     """The webhook's delays between attempts: WEBHOOK_BACKOFF_S, doubling."""
     base_ms = max(10, round(settings.webhook_backoff_s * 1000))
     return [
-        RetryStep(n, base_ms * 2 ** (n - 1), NOTIFICATION_RETRY_QUEUE_PREFIX, "notify")
+        RetryStep(n, round(backoff.delay(n, base_ms)), NOTIFICATION_RETRY_QUEUE_PREFIX, "notify")
         for n in range(1, max(2, settings.webhook_attempts))
     ]
 

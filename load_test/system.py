@@ -13,14 +13,14 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 import pika
 from pika.exceptions import AMQPError
 
 from common.amqp import connect
-from common.management import management_client
+from harness import procs
+from common.management import ManagementApi
 from common.settings import Settings
 from common.topology import WORK_QUEUE
 from load_test.results import QueueSample
@@ -39,11 +39,12 @@ class Broker:
         self.settings = settings
         self.queue = queue
         self._connection: pika.BlockingConnection | None = None
-        self._http = (
-            httpx.Client(base_url=management_url, auth=(settings.rabbitmq_user, settings.rabbitmq_password), timeout=5)
-            if management_url
-            else management_client(settings)
-        )
+        self._management = ManagementApi.from_settings(settings)
+        if management_url:
+            self._management = ManagementApi(
+                httpx.Client(base_url=management_url, auth=(settings.rabbitmq_user, settings.rabbitmq_password), timeout=5),
+                settings.rabbitmq_vhost,
+            )
 
     def counts(self) -> tuple[int, int]:
         """(ready messages, consumers) of the queue, exact, over AMQP; reconnects once if needed."""
@@ -64,10 +65,7 @@ class Broker:
 
     def management_queue(self) -> dict:
         """The queue as the management API reports it (statistics up to 5 s old)."""
-        vhost = quote(self.settings.rabbitmq_vhost, safe="")
-        response = self._http.get(f"/queues/{vhost}/{quote(self.queue, safe='')}")
-        response.raise_for_status()
-        return response.json()
+        return self._management.queue(self.queue)
 
     def sample(self) -> QueueSample:
         ready, consumers = self.counts()
@@ -98,7 +96,7 @@ class Broker:
 
     def close(self) -> None:
         self._close_connection()
-        self._http.close()
+        self._management.close()
 
     def _close_connection(self) -> None:
         if self._connection is not None and self._connection.is_open:
@@ -160,37 +158,6 @@ def stack_running() -> bool:
     return result.returncode == 0 and "RUNNING" in result.stdout
 
 
-def _processes() -> dict[int, tuple[int, int, str]]:
-    """pid → (parent pid, CPU ticks used so far, command name), from /proc."""
-    table = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        name = text[text.index("(") + 1 : text.rindex(")")]
-        fields = text[text.rindex(")") + 2 :].split()
-        table[int(stat.parent.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]), name)
-    return table
-
-
-def _machine_ticks() -> tuple[int, int]:
-    """(busy, total) CPU ticks of the whole machine since boot, all cores."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    return sum(values[:8]) - idle, sum(values[:8])
-
-
-def _descendants(table: dict[int, tuple[int, int, str]], roots: set[int]) -> set[int]:
-    found = set(roots)
-    changed = True
-    while changed:
-        children = {pid for pid, (ppid, _, _) in table.items() if ppid in found} - found
-        found |= children
-        changed = bool(children)
-    return found
-
-
 class CpuMeter:
     """Where the machine's CPU time went during a run, in % of all cores (Linux, /proc).
 
@@ -205,7 +172,7 @@ class CpuMeter:
         self._pid_file = PROJECT_DIR / ".run" / "supervisord.pid"
 
     def __enter__(self) -> "CpuMeter":
-        self._start = (_machine_ticks(), _processes())
+        self._start = (procs.machine_ticks(), procs.process_table())
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -216,7 +183,7 @@ class CpuMeter:
 
     def _measure(self) -> dict:
         (busy0, total0), before = self._start
-        (busy1, total1), after = _machine_ticks(), _processes()
+        (busy1, total1), after = procs.machine_ticks(), procs.process_table()
         total = max(1, total1 - total0)
 
         def used(pids: set[int]) -> int:
@@ -225,7 +192,7 @@ class CpuMeter:
         stack_roots = set()
         if self._pid_file.exists():
             stack_roots = {int(self._pid_file.read_text().strip() or 0)} & set(after)
-        stack = _descendants(after, stack_roots) if stack_roots else set()
+        stack = procs.descendants(after, stack_roots) if stack_roots else set()
         broker = {pid for pid, (_, _, name) in after.items() if name == "beam.smp"} - stack
         client = {os.getpid()}
         busy = busy1 - busy0

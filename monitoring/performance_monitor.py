@@ -50,7 +50,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from common.management import ROLE_DEAD_LETTER, ROLE_RETRY, management_client, read_queues
+from common.management import ROLE_DEAD_LETTER, ROLE_RETRY, ManagementApi, read_queues
 from common.settings import settings
 from common.stats import quantile
 from common.topology import WORK_QUEUE
@@ -93,7 +93,7 @@ def window_percentiles(now: dict[str, int], base: dict[str, int] | None) -> dict
 class PerformanceMonitor:
     def __init__(self, api_url: str, window: float) -> None:
         self._api = httpx.Client(base_url=api_url, timeout=5.0)
-        self._broker = management_client(settings, timeout=3.0)
+        self._broker = ManagementApi.from_settings(settings, timeout=3.0)
         self._window = window
         self._readings: deque[Reading] = deque()
         self.throughput_history: deque[float | None] = deque(maxlen=60)

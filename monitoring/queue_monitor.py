@@ -28,14 +28,14 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from common.management import ROLE_DEAD_LETTER, management_client, read_queues
+from common.management import ROLE_DEAD_LETTER, ManagementApi, read_queues
 from common.settings import settings
 from monitoring.live import fmt, run, sparkline
 
 
 class QueueMonitor:
     def __init__(self, history: int) -> None:
-        self._client = management_client(settings, timeout=3.0)
+        self._client = ManagementApi.from_settings(settings, timeout=3.0)
         self._history: dict[str, deque[int | None]] = {}
         self._size = history
 

@@ -1,4 +1,4 @@
-"""Writes the committed sample images (deterministic): `python test_images/make_samples.py`.
+"""Writes the committed sample images (deterministic): `python -m test_images.make_samples`.
 
 - sample.jpg      1600×1200 photo-like JPEG (gradients, shapes and noise: not flat colour)
 - sample.png      800×600 RGBA PNG with a transparent background
@@ -7,27 +7,13 @@
 """
 
 import io
-import random
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
+
+from test_images.generate import photo_like
 
 HERE = Path(__file__).resolve().parent
-
-
-def photo_like(width: int, height: int, seed: int) -> Image.Image:
-    rng = random.Random(seed)
-    sky = Image.linear_gradient("L").resize((width, height))
-    image = Image.merge("RGB", (sky.point(lambda v: 90 + v // 3), sky.point(lambda v: 140 + v // 4), sky.point(lambda v: 230 - v // 5)))
-    draw = ImageDraw.Draw(image)
-    for _ in range(60):
-        x, y = rng.randrange(width), rng.randrange(height // 3, height)
-        r = rng.randrange(width // 40, width // 6)
-        colour = (rng.randrange(30, 200), rng.randrange(60, 200), rng.randrange(20, 120))
-        draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
-    image = image.filter(ImageFilter.GaussianBlur(2))
-    noise = Image.effect_noise((width, height), 24).convert("RGB")
-    return Image.blend(image, noise, 0.12)
 
 
 def main() -> None:

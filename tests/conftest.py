@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.broker import BrokerVhost
-from tests.support.objectstore import PrivateObjectStore
-from tests.support.processes import PROJECT_DIR
-from tests.support.system import System, build_system
+from harness.broker import BrokerVhost
+from harness.objectstore import PrivateObjectStore
+from harness.processes import PROJECT_DIR
+from harness.system import System, build_system
 
 
 @pytest.fixture(scope="session")

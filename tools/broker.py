@@ -5,9 +5,8 @@
 
 import argparse
 import sys
-from urllib.parse import quote
 
-from common.management import management_client
+from common.management import ManagementApi
 from common.settings import settings
 from common.topology import DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, JOBS_EXCHANGE, RETRY_EXCHANGE
 
@@ -15,16 +14,15 @@ PREFIX = "images."
 
 
 def reset() -> int:
-    vhost = quote(settings.rabbitmq_vhost, safe="")
-    with management_client(settings, timeout=10) as client:
-        queues = [q["name"] for q in client.get(f"/queues/{vhost}").raise_for_status().json()]
-        for name in queues:
-            if name.startswith(PREFIX):
-                client.delete(f"/queues/{vhost}/{quote(name, safe='')}").raise_for_status()
+    api = ManagementApi.from_settings(settings, timeout=10)
+    try:
+        for queue in api.queues():
+            if queue["name"].startswith(PREFIX):
+                api.delete_queue(queue["name"])
         for name in (JOBS_EXCHANGE, DEAD_LETTER_EXCHANGE, RETRY_EXCHANGE, EVENTS_EXCHANGE):
-            response = client.delete(f"/exchanges/{vhost}/{quote(name, safe='')}")
-            if response.status_code not in (204, 404):
-                response.raise_for_status()
+            api.delete_exchange(name)
+    finally:
+        api.close()
     return 0
 
 

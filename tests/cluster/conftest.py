@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.broker_cluster import BrokerCluster
-from tests.support.private_broker import PrivateBroker
-from tests.support.processes import PROJECT_DIR
+from harness.broker_cluster import BrokerCluster
+from harness.private_broker import PrivateBroker
+from harness.processes import PROJECT_DIR
 
 pytestmark = pytest.mark.integration
 

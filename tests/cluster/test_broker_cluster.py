@@ -28,10 +28,10 @@ from tests.cluster.ledger import (
     per_job,
     submit_jobs,
 )
-from tests.support.broker import BrokerVhost
-from tests.support.broker_cluster import BrokerCluster
-from tests.support.processes import PROJECT_DIR, wait_for
-from tests.support.system import build_system
+from harness.broker import BrokerVhost
+from harness.broker_cluster import BrokerCluster
+from harness.processes import PROJECT_DIR, wait_for
+from harness.system import build_system
 
 # Clusters start and lose a member here: more than the default per-test timeout on 2 busy cores.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]

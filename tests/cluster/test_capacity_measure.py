@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.support.processes import PROJECT_DIR
+from harness.processes import PROJECT_DIR
 from tools.capacity import GROUPS, interpolate, load_costs, plan
 
 # Clusters start and lose a member here: more than the default per-test timeout on 2 busy cores.

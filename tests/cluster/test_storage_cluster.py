@@ -22,10 +22,10 @@ from tests.cluster.ledger import (
     per_job,
     submit_jobs,
 )
-from tests.support.broker import BrokerVhost
-from tests.support.objectstore import S3_KEYS, PrivateStorageCluster
-from tests.support.processes import PROJECT_DIR, wait_for
-from tests.support.system import build_system
+from harness.broker import BrokerVhost
+from harness.objectstore import S3_KEYS, PrivateStorageCluster
+from harness.processes import PROJECT_DIR, wait_for
+from harness.system import build_system
 
 # Clusters start and lose a member here: more than the default per-test timeout on 2 busy cores.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]

@@ -12,8 +12,8 @@ from schemathesis.specs.openapi.checks import negative_data_rejection
 from hypothesis import HealthCheck, Phase, given, settings
 from PIL import Image
 
-from tests.support.broker import BrokerVhost
-from tests.support.system import build_system
+from harness.broker import BrokerVhost
+from harness.system import build_system
 
 pytestmark = pytest.mark.integration
 

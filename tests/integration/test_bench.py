@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.support.processes import PROJECT_DIR
+from harness.processes import PROJECT_DIR
 
 pytestmark = pytest.mark.integration
 

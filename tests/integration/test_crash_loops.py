@@ -4,7 +4,7 @@ of attempts it really had."""
 import pytest
 
 from tests.integration.test_faults import SLOW_OPERATIONS, upload_ok
-from tests.support.processes import wait_for
+from harness.processes import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -3,9 +3,9 @@
 import httpx
 import pytest
 
-from tests.support.system import System
+from harness.system import System
 from tests.integration.test_faults import upload_ok
-from tests.support.processes import wait_for
+from harness.processes import wait_for
 
 pytestmark = pytest.mark.integration
 

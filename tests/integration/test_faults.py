@@ -7,12 +7,12 @@ from collections import Counter
 import httpx
 import pytest
 
-from tests.support.system import System
-from tests.support.broker import BrokerVhost
-from tests.support.objectstore import PrivateObjectStore
-from tests.support.private_broker import PrivateBroker
-from tests.support.processes import wait_for
-from tests.support.webhooks import WebhookReceiver
+from harness.system import System
+from harness.broker import BrokerVhost
+from harness.objectstore import PrivateObjectStore
+from harness.private_broker import PrivateBroker
+from harness.processes import wait_for
+from harness.webhooks import WebhookReceiver
 
 pytestmark = pytest.mark.integration
 

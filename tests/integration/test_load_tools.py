@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from test_images.generate import generate
-from tests.support.system import System
-from tests.support.broker import BrokerVhost
-from tests.support.processes import PROJECT_DIR, start_api
+from harness.system import System
+from harness.broker import BrokerVhost
+from harness.processes import PROJECT_DIR, start_api
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.system import System, build_system
-from tests.support.broker import BrokerVhost
+from harness.system import System, build_system
+from harness.broker import BrokerVhost
 from tests.support.dashboard import metric_names, panel_queries
-from tests.support.processes import PROJECT_DIR, free_port, wait_for
+from harness.processes import PROJECT_DIR, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tests.support.system import System
-from tests.support.processes import wait_for
-from tests.support.webhooks import TEST_WEBHOOK_SECRET, WebhookReceiver
+from harness.system import System
+from harness.processes import wait_for
+from harness.webhooks import TEST_WEBHOOK_SECRET, WebhookReceiver
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,7 @@ def test_seed_operations_resize_and_watermark_fit_default_box(system: System, sa
 
 
 def test_output_format_converts_and_png_alpha_survives(system: System) -> None:
-    from tests.support.processes import PROJECT_DIR
+    from harness.processes import PROJECT_DIR
 
     response = system.upload(PROJECT_DIR / "test_images" / "sample.png", operations="resize(width=200)", output_format="webp")
     assert response.status_code == 202, response.text

@@ -10,10 +10,10 @@ from standardwebhooks.webhooks import Webhook
 
 from common.clients import KeyRing
 from common.settings import Settings
-from tests.support.broker import BrokerVhost
-from tests.support.processes import PROJECT_DIR, wait_for
-from tests.support.system import build_system
-from tests.support.webhooks import TEST_WEBHOOK_SECRET, WebhookReceiver
+from harness.broker import BrokerVhost
+from harness.processes import PROJECT_DIR, wait_for
+from harness.system import build_system
+from harness.webhooks import TEST_WEBHOOK_SECRET, WebhookReceiver
 
 pytestmark = pytest.mark.integration
 

@@ -7,10 +7,10 @@ import httpx
 import pytest
 from PIL import Image
 
-from bench.procs import children
+from harness.procs import children
 from common.operations import Watermark
 from tests.support.images import png_of
-from tests.support.processes import family_peak_rss_mb, wait_for
+from harness.processes import family_peak_rss_mb, wait_for
 
 pytestmark = pytest.mark.integration
 

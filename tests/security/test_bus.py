@@ -9,8 +9,8 @@ from common.jobs import original_key
 from common.messages import JobEvent, JobMessage
 from common.operations import Resize
 from tests.support.images import png_of
-from tests.support.processes import wait_for
-from tests.support.webhooks import WebhookReceiver
+from harness.processes import wait_for
+from harness.webhooks import WebhookReceiver
 
 pytestmark = pytest.mark.integration
 

@@ -9,11 +9,11 @@ import pytest
 from common.egress import EgressPolicy, UnsafeTarget
 from common.operations import Resize
 from notification.webhook import WebhookSender
-from tests.support.broker import BrokerVhost
+from harness.broker import BrokerVhost
 from tests.support.images import png_of
-from tests.support.processes import wait_for
-from tests.support.system import build_system
-from tests.support.webhooks import TEST_WEBHOOK_SECRET, WebhookReceiver
+from harness.processes import wait_for
+from harness.system import build_system
+from harness.webhooks import TEST_WEBHOOK_SECRET, WebhookReceiver
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.processes import PROJECT_DIR
+from harness.processes import PROJECT_DIR
 
 DASHBOARD = PROJECT_DIR / "monitoring" / "grafana" / "dashboards" / "imgpipe.json"
 METRIC_NAME = re.compile(r"\bimgpipe_[a-zA-Z0-9_]+")

@@ -6,19 +6,13 @@ from io import BytesIO
 
 from PIL import Image, ImageChops, ImageStat
 
+from test_images.generate import photo_like
 
-def make_photo(size: tuple[int, int] = (640, 480), mode: str = "RGB") -> Image.Image:
-    """Photo-like content, gradients plus noise, never flat colours; alpha is a vertical ramp."""
-    noise = Image.effect_noise(size, 40)
-    bands = [
-        Image.blend(gradient.resize(size), noise, 0.3)
-        for gradient in (
-            Image.linear_gradient("L").rotate(90),
-            Image.linear_gradient("L"),
-            Image.radial_gradient("L"),
-        )
-    ]
-    photo = Image.merge("RGB", bands)
+
+def make_photo(size: tuple[int, int] = (640, 480), mode: str = "RGB", seed: int = 1) -> Image.Image:
+    """Photo-like content from the project's one generator (never flat colours); in LA and RGBA
+    modes the alpha is a vertical ramp."""
+    photo = photo_like(*size, seed)
     if mode in ("LA", "RGBA"):
         photo = photo.convert(mode)
         photo.putalpha(Image.linear_gradient("L").resize(size))

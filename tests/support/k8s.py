@@ -17,7 +17,7 @@ import yaml
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from tests.support.processes import PROJECT_DIR
+from harness.processes import PROJECT_DIR
 
 K8S_DIR = PROJECT_DIR / "deploy" / "k8s"
 OVERLAYS = ("base", "overlays/local", "overlays/production")

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from common.amqp import connection_parameters
 from common.management import FailoverTransport, management_client
 from common.settings import BrokerNode, Settings, parse_broker_nodes
-from tests.support.processes import free_port
+from harness.processes import free_port
 
 
 def settings(**values) -> Settings:

@@ -11,9 +11,9 @@ import httpx
 
 from common.jobs import JobRecord, JobStatus, JobStore, OriginalInfo, original_key
 from common.storage import ObjectStore
-from tests.support.broker import BrokerVhost
-from tests.support.objectstore import S3_KEYS, object_store
-from tests.support.processes import (
+from harness.broker import BrokerVhost
+from harness.objectstore import S3_KEYS, object_store
+from harness.processes import (
     ServiceProcess,
     free_port,
     start_api,
@@ -21,7 +21,7 @@ from tests.support.processes import (
     start_worker,
     wait_for,
 )
-from tests.support.webhooks import TEST_WEBHOOK_SECRET
+from harness.webhooks import TEST_WEBHOOK_SECRET
 
 
 @dataclass

@@ -13,8 +13,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from tests.support.broker import BrokerEndpoint
-from tests.support.processes import free_port, port_open, wait_for
+from harness.broker import BrokerEndpoint
+from harness.processes import free_port, port_open, wait_for
 
 
 class PrivateBroker:

@@ -13,9 +13,9 @@ from urllib.parse import quote
 
 import httpx
 
-from tests.support.broker import BrokerEndpoint
-from tests.support.private_broker import PrivateBroker
-from tests.support.processes import wait_for
+from harness.broker import BrokerEndpoint
+from harness.private_broker import PrivateBroker
+from harness.processes import wait_for
 
 NODE_ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 

@@ -2,12 +2,11 @@
 
 import uuid
 from dataclasses import dataclass
-from urllib.parse import quote
-
-import httpx
 import pika
 
-from tests.support.processes import wait_for
+from common.management import ManagementApi
+
+from harness.processes import wait_for
 
 
 @dataclass(frozen=True)
@@ -27,27 +26,20 @@ class BrokerVhost:
     def __init__(self, name: str | None = None, endpoint: BrokerEndpoint = BROKER) -> None:
         self.name = name or f"imgpipe-test-{uuid.uuid4().hex[:8]}"
         self.endpoint = endpoint
-        self._quoted = quote(self.name, safe="")
-        self.http = httpx.Client(
-            base_url=f"http://{endpoint.host}:{endpoint.management_port}/api",
-            auth=(endpoint.user, endpoint.password),
-            timeout=10,
+        self.management = ManagementApi.at(
+            endpoint.host, endpoint.management_port, endpoint.user, endpoint.password, self.name
         )
 
     def create(self) -> "BrokerVhost":
-        self.http.put(f"/vhosts/{self._quoted}").raise_for_status()
-        self.http.put(
-            f"/permissions/{self._quoted}/{self.endpoint.user}",
-            json={"configure": ".*", "write": ".*", "read": ".*"},
-        ).raise_for_status()
+        self.management.create_vhost(self.endpoint.user)
         return self
 
     def delete(self) -> None:
-        self.http.delete(f"/vhosts/{self._quoted}")
-        self.http.close()
+        self.management.delete_vhost()
+        self.management.close()
 
     def queue(self, name: str) -> dict:
-        return self.http.get(f"/queues/{self._quoted}/{quote(name, safe='')}").raise_for_status().json()
+        return self.management.queue(name)
 
     def message_count(self, name: str) -> int:
         """Messages in a queue, read over AMQP (passive declare): exact, unlike the API's sampled stats."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from common.settings import Settings
 from common.storage import ObjectStore
-from tests.support.processes import PROJECT_DIR, port_open, wait_for
+from harness.processes import PROJECT_DIR, port_open, wait_for
 from tools.objectstore import ports_used, volume_port
 
 S3_KEYS = {"S3_ACCESS_KEY": "imgpipe-test", "S3_SECRET_KEY": "imgpipe-test-secret"}

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 
-from bench import procs
+from harness import procs
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
