@@ -21,16 +21,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api import problems
 from api.errors import ApiError, Forbidden, RateLimited, Unauthenticated
 from common.clients import ANONYMOUS, Client, KeyRing
-from common.settings import Settings
+from common.settings import AccessSettings
 
 _bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer <key>`")
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key")
 
 
 class Authenticator:
-    def __init__(self, settings: Settings, keys: KeyRing) -> None:
-        self._required = settings.auth_required
-        self._open_operator_routes = settings.environment == "local" and not settings.auth_required
+    def __init__(self, access: AccessSettings, keys: KeyRing) -> None:
+        self._required = access.auth_required
+        self._open_operator_routes = access.environment == "local" and not access.auth_required
         self._keys = keys
 
     def authenticate(self, key: str | None) -> Client:

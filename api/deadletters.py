@@ -20,7 +20,7 @@ from common.amqp import BrokerUnavailable, QueuedMessage, QueueInspector, inspec
 from common.jobs import IllegalTransition, JobStatus, JobStore
 from common.messages import Header
 from common.ports import MessagePublisher
-from common.settings import Settings
+from common.settings import BrokerSettings
 from common.topology import DEAD_LETTER_QUEUE, JOBS_EXCHANGE, JOBS_ROUTING_KEY
 
 logger = logging.getLogger(__name__)
@@ -75,8 +75,8 @@ class ReplayResult:
 
 
 class DeadLetterQueue:
-    def __init__(self, settings: Settings, publisher: MessagePublisher, jobs: JobStore) -> None:
-        self._settings = settings
+    def __init__(self, broker: BrokerSettings, publisher: MessagePublisher, jobs: JobStore) -> None:
+        self._broker = broker
         self._publisher = publisher
         self._jobs = jobs
 
@@ -136,7 +136,7 @@ class DeadLetterQueue:
     @contextmanager
     def _inspect(self) -> Iterator[QueueInspector]:
         try:
-            with inspect_queue(self._settings, DEAD_LETTER_QUEUE, "dead-letter admin") as queue:
+            with inspect_queue(self._broker, DEAD_LETTER_QUEUE, "dead-letter admin") as queue:
                 yield queue
         except BrokerUnavailable as exc:
             raise _unavailable(exc) from exc

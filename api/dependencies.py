@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.service import JobsPorts, UploadLimits
+from api.service import JobsPorts
 from common.amqp import Publisher
 from common.egress import EgressPolicy
 from common.jobs import JobStore
-from common.settings import Settings
+from common.settings import BrokerSettings, Settings, UploadLimits
 from common.storage import ObjectStore, StorageError
 
 logger = logging.getLogger("api")
@@ -18,30 +18,35 @@ logger = logging.getLogger("api")
 
 @dataclass
 class Services:
-    settings: Settings
     store: ObjectStore
     jobs: JobStore
     publisher: Publisher
     egress: EgressPolicy
+    broker: BrokerSettings
+    limits: UploadLimits
+    # Where clients reach this API: the links in answers start with it.
+    public_url: str
 
     @classmethod
     def create(cls, settings: Settings) -> "Services":
-        store = ObjectStore(settings)
+        store = ObjectStore(settings.storage)
         try:
             store.ensure_bucket()
         except StorageError as exc:
-            logger.warning("bucket %s not checked at start-up: %s", settings.s3_bucket, exc)
+            logger.warning("bucket %s not checked at start-up: %s", store.bucket, exc)
         return cls(
-            settings,
             store,
             JobStore(store),
-            Publisher(settings, f"api {settings.instance_name}"),
-            EgressPolicy.from_settings(settings),
+            Publisher(settings.broker, f"api {settings.instance_name}"),
+            EgressPolicy.build(settings.notifier.allowed_networks, settings.own_endpoints),
+            settings.broker,
+            settings.uploads,
+            settings.api_public_url,
         )
 
     @property
     def jobs_ports(self) -> JobsPorts:
-        return JobsPorts(self.store, self.jobs, self.publisher, self.egress, UploadLimits.from_settings(self.settings))
+        return JobsPorts(self.store, self.jobs, self.publisher, self.egress, self.limits)
 
     def close(self) -> None:
         self.publisher.close()

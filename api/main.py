@@ -11,24 +11,24 @@ from api.dependencies import Services
 from api.limits import UploadSizeLimit
 from api.metrics import UploadMetrics
 from api.monitoring import Monitoring, upload_counters
+from api.retention import RetentionSweeper
 from api.routes import dlq, health, jobs, metrics
 from common.clients import KeyRing
 from common.imaging import guard_decompression
 from common.logs import configure_logging
-from common.retention import RetentionSweeper
 from common.settings import settings
 
-authenticator = Authenticator(settings, KeyRing.from_settings(settings))
+authenticator = Authenticator(settings.access, KeyRing.from_settings(settings.access))
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    configure_logging(settings, "api")
-    guard_decompression(settings.max_image_pixels)
+    configure_logging(settings.logging, "api")
+    guard_decompression(settings.uploads.max_image_pixels)
     app.state.authenticator = authenticator
     app.state.services = Services.create(settings)
-    app.state.monitoring = Monitoring(settings, app.state.services.store)
-    sweeper = RetentionSweeper(app.state.services.store, settings.retention_days, settings.retention_sweep_interval_s)
+    app.state.monitoring = Monitoring(settings.broker, settings.instance_name, app.state.services.store)
+    sweeper = RetentionSweeper(app.state.services.store, settings.retention)
     sweeper.start()
     yield
     sweeper.close()
@@ -42,9 +42,9 @@ app = FastAPI(
     lifespan=lifespan,
 )
 problems.install(app)
-app.add_middleware(UploadSizeLimit, max_file_bytes=settings.max_upload_bytes)
+app.add_middleware(UploadSizeLimit, max_file_bytes=settings.uploads.max_upload_bytes)
 # Before the size limit and the body: a client that may not upload is refused from its headers.
-app.add_middleware(UploadGate, authenticator=authenticator, limit=UploadRateLimit(settings.rate_limit_uploads))
+app.add_middleware(UploadGate, authenticator=authenticator, limit=UploadRateLimit(settings.access.rate_limit_uploads))
 # Outermost, so it also counts the gate's and the size limit's refusals.
 app.add_middleware(UploadMetrics, counters=upload_counters)
 app.include_router(jobs.router)

@@ -19,8 +19,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from common.management import BrokerStats
-from common.stats import Histogram, Totals, operations_label
+from common.observability.management import BrokerStats
+from common.observability.stats import Histogram, Totals, operations_label
 
 disable_created_metrics()  # no `_created` series beside the counters
 

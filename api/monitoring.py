@@ -16,9 +16,9 @@ from prometheus_client import generate_latest
 from starlette.types import Scope
 
 from api.metrics import UploadCounters, WorkerStatsView, build_registry
-from common.management import BrokerStats, ManagementApi, read_queues
-from common.settings import Settings
-from common.stats import RECENT_WINDOW_S, Histogram, SnapshotReader, Totals, aggregate, quantile
+from common.observability.management import BrokerStats, ManagementApi, read_queues
+from common.settings import BrokerSettings
+from common.observability.stats import RECENT_WINDOW_S, Histogram, SnapshotReader, Totals, aggregate, quantile
 from common.storage import ObjectStore, StorageError
 from common.topology import WORK_QUEUE
 
@@ -49,14 +49,14 @@ class _Cached(Generic[T]):
 
 
 class Monitoring:
-    def __init__(self, settings: Settings, store: ObjectStore, ttl_s: float = CACHE_TTL_S) -> None:
-        self.settings = settings
+    def __init__(self, broker: BrokerSettings, instance: str, store: ObjectStore, ttl_s: float = CACHE_TTL_S) -> None:
+        self._instance = instance
         self._reader = SnapshotReader(store)
         self._last_totals: Totals | None = None
         self._last_read: float | None = None
-        self._broker_client = ManagementApi.from_settings(settings, timeout=3.0)
+        self._broker_client = ManagementApi.from_settings(broker, timeout=3.0)
         self._workers = _Cached(self._read_workers, ttl_s)
-        self._broker = _Cached(lambda: read_queues(settings, self._broker_client), ttl_s)
+        self._broker = _Cached(lambda: read_queues(broker, self._broker_client), ttl_s)
         self.registry, self.uploads = build_registry(self.worker_stats, self.broker_stats)
 
     def worker_stats(self) -> WorkerStatsView:
@@ -130,7 +130,7 @@ class Monitoring:
                 ],
             },
             "queues": broker.as_dict(),
-            "api": {"instance": self.settings.instance_name, **self.uploads.as_dict()},
+            "api": {"instance": self._instance, **self.uploads.as_dict()},
             "sources": {
                 "worker_stats": {
                     "available": view.available,

@@ -19,7 +19,7 @@ from common.jobs import JobRecord, JobStatus, JobStore, OriginalInfo, original_k
 from common.messages import is_job_id
 from common.operations import Operation, OperationsError, Resize, parse_operations
 from common.ports import MessagePublisher, ObjectStorage
-from common.settings import Settings
+from common.settings import UploadLimits
 from common.storage import StorageError
 from common.topology import JOBS_EXCHANGE, JOBS_ROUTING_KEY
 
@@ -27,25 +27,6 @@ logger = logging.getLogger("api")
 
 RETRY_AFTER_UNAVAILABLE_S = 5
 RETRY_AFTER_QUEUE_FULL_S = 30
-
-
-@dataclass(frozen=True)
-class UploadLimits:
-    max_upload_bytes: int
-    max_image_pixels: int
-    max_output_pixels: int
-    max_operations: int
-    max_queued_jobs: int
-    default_operations: str
-    default_quality: int
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> "UploadLimits":
-        return cls(
-            settings.max_upload_bytes, settings.max_image_pixels, settings.max_output_pixels,
-            settings.max_operations, settings.max_queued_jobs, settings.default_operations,
-            settings.default_quality,
-        )
 
 
 @dataclass(frozen=True)

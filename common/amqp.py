@@ -35,7 +35,7 @@ from pika.exceptions import (
 from pika.spec import Basic, BasicProperties
 
 from common import backoff
-from common.settings import Settings
+from common.settings import BrokerSettings
 from common.topology import declare_topology
 
 logger = logging.getLogger(__name__)
@@ -45,32 +45,32 @@ PUBLISH_RETRY_BASE_S = 0.2
 PUBLISH_RETRY_CAP_S = 2.0
 
 
-def connection_parameters(settings: Settings, name: str) -> list[pika.ConnectionParameters]:
+def connection_parameters(broker: BrokerSettings, name: str) -> list[pika.ConnectionParameters]:
     """One set of parameters per broker node; pika tries them in order and keeps the first that
     answers, so a connection lost with its node is re-established on the next one."""
-    credentials = pika.PlainCredentials(settings.rabbitmq_user, settings.rabbitmq_password)
+    credentials = pika.PlainCredentials(broker.user, broker.password)
     return [
         pika.ConnectionParameters(
             host=node.host,
             port=node.port,
-            virtual_host=settings.rabbitmq_vhost,
+            virtual_host=broker.vhost,
             credentials=credentials,
-            heartbeat=settings.rabbitmq_heartbeat_s,
+            heartbeat=broker.heartbeat_s,
             blocked_connection_timeout=30,
             socket_timeout=5,
             stack_timeout=10,
             connection_attempts=1,
             client_properties={"connection_name": name},
         )
-        for node in settings.broker_nodes
+        for node in broker.nodes
     ]
 
 
-def connect(settings: Settings, name: str) -> pika.BlockingConnection:
+def connect(broker: BrokerSettings, name: str) -> pika.BlockingConnection:
     """A connection to the first broker node that answers (logged, so a move to another node shows)."""
-    connection = pika.BlockingConnection(connection_parameters(settings, name))
+    connection = pika.BlockingConnection(connection_parameters(broker, name))
     params = getattr(connection._impl, "params", None)  # noqa: SLF001 - pika keeps the node it chose only here
-    if params is not None and len(settings.broker_nodes) > 1:
+    if params is not None and len(broker.nodes) > 1:
         logger.info("%s: connected to broker node %s:%s", name, params.host, params.port)
     return connection
 
@@ -93,8 +93,8 @@ class Publisher:
     Reconnects on demand and tries a bounded number of times. Safe to share between threads.
     """
 
-    def __init__(self, settings: Settings, name: str) -> None:
-        self._settings = settings
+    def __init__(self, broker: BrokerSettings, name: str) -> None:
+        self._broker = broker
         self._name = name
         self._lock = threading.Lock()
         self._connection: pika.BlockingConnection | None = None
@@ -124,7 +124,7 @@ class Publisher:
             timestamp=int(time.time()),
             app_id=self._name,
         )
-        attempts = self._settings.publish_attempts
+        attempts = self._broker.publish_attempts
         last_error: Exception | None = None
         with self._lock:
             for attempt in range(1, attempts + 1):
@@ -168,9 +168,9 @@ class Publisher:
     def _ensure_channel(self):
         if self._connection is None or not self._connection.is_open or not self._channel.is_open:
             self._close()
-            self._connection = connect(self._settings, self._name)
+            self._connection = connect(self._broker, self._name)
             channel = self._connection.channel()
-            declare_topology(channel, self._settings)
+            declare_topology(channel, self._broker.topology)
             channel.confirm_delivery()
             self._channel = channel
         return self._channel
@@ -226,14 +226,14 @@ class QueueInspector:
 
 
 @contextmanager
-def inspect_queue(settings: Settings, queue: str, name: str) -> Iterator[QueueInspector]:
+def inspect_queue(broker: BrokerSettings, queue: str, name: str) -> Iterator[QueueInspector]:
     try:
-        connection = connect(settings, name)
+        connection = connect(broker, name)
     except (AMQPError, OSError) as exc:
         raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
     try:
         channel = connection.channel()
-        declare_topology(channel, settings)
+        declare_topology(channel, broker.topology)
         yield QueueInspector(channel, queue)
     except (AMQPError, OSError) as exc:
         raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
@@ -283,7 +283,7 @@ class Consumer:
 
     def __init__(
         self,
-        settings: Settings,
+        broker: BrokerSettings,
         queues: str | tuple[str, ...],
         handler: Handler,
         name: str,
@@ -292,7 +292,7 @@ class Consumer:
         grace_s: float,
         concurrency: int = 1,
     ) -> None:
-        self._settings = settings
+        self._broker = broker
         self._queues = (queues,) if isinstance(queues, str) else tuple(queues)
         self._handler = handler
         self._name = name
@@ -339,10 +339,10 @@ class Consumer:
         logger.info("%s: stopped", self._name)
 
     def _consume_until_stopped(self) -> None:
-        connection = connect(self._settings, self._name)
+        connection = connect(self._broker, self._name)
         try:
             channel = connection.channel()
-            declare_topology(channel, self._settings)
+            declare_topology(channel, self._broker.topology)
             # Per consumer (RabbitMQ's default; global QoS is deprecated).
             channel.basic_qos(prefetch_count=self._prefetch)
 

@@ -19,7 +19,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.settings import MIN_SECRET_LENGTH, Settings, webhook_secret_key
+from common.settings import MIN_SECRET_LENGTH, AccessSettings, webhook_secret_key
 
 CLIENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 KEY_PREFIX = "ipk_"
@@ -74,16 +74,17 @@ class KeyRing:
         self._secrets = {entry.client.name: entry.webhook_secret for entry in entries}
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "KeyRing":
-        entries = _from_pairs(settings.api_keys, admin=False, minimum=_minimum(settings))
-        entries += _from_pairs(settings.admin_api_keys, admin=True, minimum=_minimum(settings))
-        if settings.api_keys_file is not None:
-            entries += _from_file(settings.api_keys_file)
+    def from_settings(cls, access: AccessSettings) -> "KeyRing":
+        minimum = MIN_SECRET_LENGTH if access.environment == "production" else 1
+        entries = _from_pairs(access.api_keys, admin=False, minimum=minimum)
+        entries += _from_pairs(access.admin_api_keys, admin=True, minimum=minimum)
+        if access.api_keys_file is not None:
+            entries += _from_file(access.api_keys_file)
         names = [entry.client.name for entry in entries]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise KeyRingError(f"client names must be unique; repeated: {', '.join(map(str, duplicates))}")
-        return cls(entries, settings.webhook_secret)
+        return cls(entries, access.webhook_secret)
 
     @property
     def configured(self) -> bool:
@@ -111,10 +112,6 @@ class KeyRing:
 def derived_webhook_secret(master_key: bytes, client_name: str) -> str:
     derived = hmac.new(master_key, b"client-webhook-secret:" + client_name.encode(), hashlib.sha256).digest()
     return "whsec_" + base64.b64encode(derived).decode()
-
-
-def _minimum(settings: Settings) -> int:
-    return MIN_SECRET_LENGTH if settings.environment == "production" else 1
 
 
 def _from_pairs(spec: str, admin: bool, minimum: int) -> list[_Entry]:

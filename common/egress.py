@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from common.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -93,10 +92,14 @@ class EgressPolicy:
     resolver: Resolver = resolve
 
     @classmethod
-    def from_settings(cls, settings: Settings, resolver: Resolver = resolve) -> "EgressPolicy":
+    def build(
+        cls, allowed_networks: str, own_endpoints: Iterable[tuple[str, int]], resolver: Resolver = resolve
+    ) -> "EgressPolicy":
+        """WEBHOOK_ALLOWED_NETWORKS as text, and the (host, port) of the system's own services,
+        resolved here (`Settings.own_endpoints`)."""
         return cls(
-            allowed_networks=parse_networks(settings.webhook_allowed_networks),
-            own_endpoints=frozenset(_own_endpoints(settings, resolver)),
+            allowed_networks=parse_networks(allowed_networks),
+            own_endpoints=frozenset(_resolved(own_endpoints, resolver)),
             resolver=resolver,
         )
 
@@ -156,17 +159,7 @@ def parse_networks(spec: str) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
-def _own_endpoints(settings: Settings, resolver: Resolver) -> Iterable[tuple[IPAddress, int]]:
-    api = httpx.URL(settings.api_public_url)
-    endpoints = [
-        (api.host, api.port or (443 if api.scheme == "https" else 80)),
-        (settings.rabbitmq_host, settings.rabbitmq_port),
-        (settings.rabbitmq_host, settings.rabbitmq_management_port),
-    ]
-    for endpoint in filter(None, (settings.s3_endpoint, settings.s3_public_endpoint)):
-        host, _, port = endpoint.rpartition(":")
-        if host and port.isdigit():
-            endpoints.append((host.strip("[]"), int(port)))
+def _resolved(endpoints: Iterable[tuple[str, int]], resolver: Resolver) -> Iterable[tuple[IPAddress, int]]:
     for host, port in endpoints:
         try:
             for address in resolver(host, port):

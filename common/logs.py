@@ -8,7 +8,7 @@ import json
 import logging
 from datetime import datetime, timezone
 
-from common.settings import Settings
+from common.settings import LogSettings
 
 
 class _PlainFormatter(logging.Formatter):
@@ -39,9 +39,9 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def configure_logging(settings: Settings, service: str) -> None:
+def configure_logging(settings: LogSettings, service: str) -> None:
     handler = logging.StreamHandler()
-    if settings.log_json:
+    if settings.json:
         handler.setFormatter(_JsonFormatter(service))
     else:
         handler.setFormatter(
@@ -49,5 +49,5 @@ def configure_logging(settings: Settings, service: str) -> None:
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(settings.log_level.upper())
+    root.setLevel(settings.level.upper())
     logging.getLogger("pika").setLevel(logging.WARNING)

@@ -13,7 +13,7 @@ import json
 import unicodedata
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 MAX_DIMENSION = 16384
 DEFAULT_BOX = 800
@@ -101,7 +101,6 @@ Operation = Annotated[Resize | Watermark | Filter, Field(discriminator="name")]
 OPERATION_MODELS: dict[str, type[_Operation]] = {
     model.model_fields["name"].default: model for model in (Resize, Watermark, Filter)
 }
-_operation_list = TypeAdapter(list[Operation])
 
 
 class OperationsError(ValueError):
@@ -228,11 +227,3 @@ def _unquote(value: str) -> str:
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
         return value[1:-1]
     return value
-
-
-def dump_operations(operations: list) -> list[dict]:
-    return [op.model_dump(by_alias=True, exclude_none=True) for op in operations]
-
-
-def load_operations(data: list[dict]) -> list[Resize | Watermark | Filter]:
-    return _operation_list.validate_python(data)

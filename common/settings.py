@@ -1,4 +1,10 @@
-"""One settings object for every service, read from the environment (and `.env` if present)."""
+"""One settings object for every service, read from the environment (and `.env` if present).
+
+`Settings` reads the environment variables (their names are the fields' names in capitals) and
+refuses unsafe values in production. A service does not pass it around: its entry point hands each
+part the section it needs (`settings.broker`, `settings.storage`, `settings.worker`, ...), small
+frozen objects with names that say what they are within the section.
+"""
 
 import base64
 import binascii
@@ -6,12 +12,13 @@ import logging
 import os
 import re
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, computed_field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 logger = logging.getLogger(__name__)
@@ -52,6 +59,136 @@ def parse_broker_nodes(text: str, default_port: int) -> list[BrokerNode]:
             raise ValueError(f"not a host[:port] broker address: {entry[:80]!r}")
         nodes.append(BrokerNode(match["host"].strip("[]"), port))
     return nodes
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often a thing is tried in all, and the first delay between tries (doubling after it)."""
+
+    attempts: int
+    base_delay_ms: int
+
+
+@dataclass(frozen=True)
+class TopologySettings:
+    """What the queues are declared with (common/topology.py); every service declares the same."""
+
+    queue_type: Literal["classic", "quorum"]
+    max_queued_jobs: int
+    job_retries: RetryPolicy
+    webhook_retries: RetryPolicy
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """How to reach RabbitMQ: the AMQP nodes, their management API, and the topology to declare."""
+
+    nodes: tuple[BrokerNode, ...]
+    user: str
+    password: str = field(repr=False)
+    vhost: str
+    heartbeat_s: int
+    management_port: int
+    publish_attempts: int
+    topology: TopologySettings
+
+    @property
+    def management_nodes(self) -> list[BrokerNode]:
+        """The management API of every broker node (same hosts, RABBITMQ_MANAGEMENT_PORT)."""
+        return [BrokerNode(node.host, self.management_port) for node in self.nodes]
+
+    @property
+    def management_url(self) -> str:
+        """The first node's management API (the client moves to the next ones when it is down)."""
+        return _http_url(self.management_nodes[0]) + "/api"
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """The S3 bucket, and the keys that read, write and sign download links."""
+
+    endpoint: str
+    public_endpoint: str | None
+    access_key: str
+    secret_key: str = field(repr=False)
+    bucket: str
+    secure: bool
+    region: str
+    timeout_s: float
+    presigned_url_expiry_s: int
+    presign_access_key: str | None
+    presign_secret_key: str | None = field(repr=False)
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    days: float
+    sweep_interval_s: float
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    """Who may call the API (api/auth.py) and the secret clients' webhooks are signed with."""
+
+    environment: Literal["local", "production"]
+    auth_required: bool
+    api_keys: str = field(repr=False)
+    admin_api_keys: str = field(repr=False)
+    api_keys_file: Path | None
+    rate_limit_uploads: str
+    webhook_secret: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """What the API accepts in an upload, and what it fills in when the client leaves it out."""
+
+    max_upload_bytes: int
+    max_image_pixels: int
+    max_output_pixels: int
+    max_operations: int
+    max_queued_jobs: int
+    default_operations: str
+    default_quality: int
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    max_image_pixels: int
+    max_output_pixels: int
+    job_time_limit_s: float
+    memory_limit_mb: int
+    stats_interval_s: float
+    retries: RetryPolicy
+    # The work queue's consumer: messages taken at a time, and how long a stopping worker finishes.
+    prefetch: int
+    grace_s: float
+
+
+@dataclass(frozen=True)
+class NotifierSettings:
+    timeout_s: float
+    retries: RetryPolicy
+    concurrency: int
+    per_host_concurrency: int
+    max_response_bytes: int
+    allowed_networks: str
+
+    @property
+    def prefetch(self) -> int:
+        """One event per delivery thread."""
+        return self.concurrency
+
+    @property
+    def grace_s(self) -> float:
+        """A stopping notifier's attempts in flight end by their own deadline."""
+        return self.timeout_s + 1
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str
+    json: bool
 
 
 class Settings(BaseSettings):
@@ -151,21 +288,121 @@ class Settings(BaseSettings):
             return parse_broker_nodes(self.rabbitmq_hosts, self.rabbitmq_port)
         return [BrokerNode(self.rabbitmq_host, self.rabbitmq_port)]
 
-    @property
-    def management_nodes(self) -> list[BrokerNode]:
-        """The management API of every broker node (same hosts, RABBITMQ_MANAGEMENT_PORT)."""
-        return [BrokerNode(node.host, self.rabbitmq_management_port) for node in self.broker_nodes]
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def management_url(self) -> str:
-        """The first node's management API (the client moves to the next ones when it is down)."""
-        return _http_url(self.management_nodes[0]) + "/api"
-
     @cached_property
     def instance_name(self) -> str:
         """How this process names itself in job records: the worker that ran a job."""
         return self.worker_name or f"{socket.gethostname()}-{os.getpid()}"
+
+    # --- the sections, each handed to the parts that need it ------------------------------------
+
+    @property
+    def job_retries(self) -> RetryPolicy:
+        return RetryPolicy(self.max_attempts, self.retry_base_delay_ms)
+
+    @property
+    def webhook_retries(self) -> RetryPolicy:
+        return RetryPolicy(self.webhook_attempts, max(10, round(self.webhook_backoff_s * 1000)))
+
+    @property
+    def broker(self) -> BrokerSettings:
+        return BrokerSettings(
+            nodes=tuple(self.broker_nodes),
+            user=self.rabbitmq_user,
+            password=self.rabbitmq_password,
+            vhost=self.rabbitmq_vhost,
+            heartbeat_s=self.rabbitmq_heartbeat_s,
+            management_port=self.rabbitmq_management_port,
+            publish_attempts=self.publish_attempts,
+            topology=TopologySettings(self.queue_type, self.max_queued_jobs, self.job_retries, self.webhook_retries),
+        )
+
+    @property
+    def storage(self) -> StorageSettings:
+        return StorageSettings(
+            endpoint=self.s3_endpoint,
+            public_endpoint=self.s3_public_endpoint,
+            access_key=self.s3_access_key,
+            secret_key=self.s3_secret_key,
+            bucket=self.s3_bucket,
+            secure=self.s3_secure,
+            region=self.s3_region,
+            timeout_s=self.s3_timeout_s,
+            presigned_url_expiry_s=self.presigned_url_expiry_s,
+            presign_access_key=self.s3_presign_access_key,
+            presign_secret_key=self.s3_presign_secret_key,
+        )
+
+    @property
+    def retention(self) -> RetentionSettings:
+        return RetentionSettings(self.retention_days, self.retention_sweep_interval_s)
+
+    @property
+    def access(self) -> AccessSettings:
+        return AccessSettings(
+            environment=self.environment,
+            auth_required=self.auth_required,
+            api_keys=self.api_keys,
+            admin_api_keys=self.admin_api_keys,
+            api_keys_file=self.api_keys_file,
+            rate_limit_uploads=self.rate_limit_uploads,
+            webhook_secret=self.webhook_secret,
+        )
+
+    @property
+    def uploads(self) -> UploadLimits:
+        return UploadLimits(
+            max_upload_bytes=self.max_upload_bytes,
+            max_image_pixels=self.max_image_pixels,
+            max_output_pixels=self.max_output_pixels,
+            max_operations=self.max_operations,
+            max_queued_jobs=self.max_queued_jobs,
+            default_operations=self.default_operations,
+            default_quality=self.default_quality,
+        )
+
+    @property
+    def worker(self) -> WorkerSettings:
+        return WorkerSettings(
+            max_image_pixels=self.max_image_pixels,
+            max_output_pixels=self.max_output_pixels,
+            job_time_limit_s=self.job_time_limit_s,
+            memory_limit_mb=self.worker_memory_limit_mb,
+            stats_interval_s=self.stats_interval_s,
+            retries=self.job_retries,
+            prefetch=self.prefetch_count,
+            grace_s=self.shutdown_grace_s,
+        )
+
+    @property
+    def notifier(self) -> NotifierSettings:
+        return NotifierSettings(
+            timeout_s=self.webhook_timeout_s,
+            retries=self.webhook_retries,
+            concurrency=self.webhook_concurrency,
+            per_host_concurrency=self.webhook_per_host_concurrency,
+            max_response_bytes=self.webhook_max_response_bytes,
+            allowed_networks=self.webhook_allowed_networks,
+        )
+
+    @property
+    def logging(self) -> LogSettings:
+        return LogSettings(self.log_level, self.log_json)
+
+    @property
+    def own_endpoints(self) -> list[tuple[str, int]]:
+        """(host, port) of every service of this system a client could name: the API's public
+        address, each broker node and its management API, the storage endpoints."""
+        api = urlsplit(self.api_public_url)
+        endpoints: list[tuple[str, int]] = []
+        if api.hostname:
+            endpoints.append((api.hostname, api.port or (443 if api.scheme == "https" else 80)))
+        for node in self.broker_nodes:
+            endpoints += [(node.host, node.port), (node.host, self.rabbitmq_management_port)]
+        for endpoint in filter(None, (self.s3_endpoint, self.s3_public_endpoint)):
+            host, _, port = endpoint.rpartition(":")
+            if host and port.isdigit():
+                endpoints.append((host.strip("[]"), int(port)))
+        return endpoints
 
     @field_validator("webhook_secret")
     @classmethod

@@ -15,7 +15,7 @@ import urllib3
 from minio import Minio
 from minio.error import MinioException, S3Error
 
-from common.settings import Settings
+from common.settings import StorageSettings
 
 logger = logging.getLogger(__name__)
 
@@ -35,34 +35,34 @@ class StorageUnavailable(StorageError):
 
 
 def _client(
-    endpoint: str, settings: Settings, http: urllib3.PoolManager | None, presigning: bool = False
+    endpoint: str, storage: StorageSettings, http: urllib3.PoolManager | None, presigning: bool = False
 ) -> Minio:
     # The region is given so that the client never asks the server for it: presigning then
     # works offline, and against a public endpoint the services themselves cannot reach.
     # Download links may be signed by a key of their own that can only read results.
-    presign_key = presigning and settings.s3_presign_access_key and settings.s3_presign_secret_key
+    presign_key = presigning and storage.presign_access_key and storage.presign_secret_key
     return Minio(
         endpoint,
-        access_key=settings.s3_presign_access_key if presign_key else settings.s3_access_key,
-        secret_key=settings.s3_presign_secret_key if presign_key else settings.s3_secret_key,
-        secure=settings.s3_secure,
-        region=settings.s3_region,
+        access_key=storage.presign_access_key if presign_key else storage.access_key,
+        secret_key=storage.presign_secret_key if presign_key else storage.secret_key,
+        secure=storage.secure,
+        region=storage.region,
         http_client=http,
     )
 
 
 class ObjectStore:
-    def __init__(self, settings: Settings) -> None:
-        self.bucket = settings.s3_bucket
-        self._expiry = timedelta(seconds=settings.presigned_url_expiry_s)
-        timeout = urllib3.Timeout(connect=min(3.0, settings.s3_timeout_s), read=settings.s3_timeout_s)
+    def __init__(self, storage: StorageSettings) -> None:
+        self.bucket = storage.bucket
+        self._expiry = timedelta(seconds=storage.presigned_url_expiry_s)
+        timeout = urllib3.Timeout(connect=min(3.0, storage.timeout_s), read=storage.timeout_s)
         http = urllib3.PoolManager(
             timeout=timeout,
             maxsize=16,
             retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504)),
         )
-        self._client = _client(settings.s3_endpoint, settings, http)
-        self._presigner = _client(settings.s3_public_endpoint or settings.s3_endpoint, settings, None, presigning=True)
+        self._client = _client(storage.endpoint, storage, http)
+        self._presigner = _client(storage.public_endpoint or storage.endpoint, storage, None, presigning=True)
 
     def ensure_bucket(self) -> None:
         with _translated(self.bucket):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pika.adapters.blocking_connection import BlockingChannel
 
 from common import backoff
-from common.settings import Settings
+from common.settings import RetryPolicy, TopologySettings
 
 JOBS_EXCHANGE = "images.jobs"
 JOBS_ROUTING_KEY = "job"
@@ -65,69 +65,68 @@ class RetryStep:
         return f"{self.routing_prefix}.{self.delay_ms}ms"
 
 
-def retry_steps(settings: Settings) -> list[RetryStep]:
+def retry_steps(policy: RetryPolicy) -> list[RetryStep]:
     """One delay queue per retry, the delay doubling each time (1 s, 2 s, 4 s, ... by default).
 
     Separate queues rather than per-message TTL on one queue: RabbitMQ only expires messages at
     the head of a queue, so a long delay would hold back a short one behind it.
     """
     return [
-        RetryStep(attempt=n, delay_ms=round(backoff.delay(n, settings.retry_base_delay_ms)))
-        for n in range(1, settings.max_attempts)
+        RetryStep(attempt=n, delay_ms=round(backoff.delay(n, policy.base_delay_ms)))
+        for n in range(1, policy.attempts)
     ]
 
 
-def notification_retry_steps(settings: Settings) -> list[RetryStep]:
+def notification_retry_steps(policy: RetryPolicy) -> list[RetryStep]:
     """The webhook's delays between attempts: WEBHOOK_BACKOFF_S, doubling."""
-    base_ms = max(10, round(settings.webhook_backoff_s * 1000))
     return [
-        RetryStep(n, round(backoff.delay(n, base_ms)), NOTIFICATION_RETRY_QUEUE_PREFIX, "notify")
-        for n in range(1, max(2, settings.webhook_attempts))
+        RetryStep(n, round(backoff.delay(n, policy.base_delay_ms)), NOTIFICATION_RETRY_QUEUE_PREFIX, "notify")
+        for n in range(1, max(2, policy.attempts))
     ]
 
 
-def _queue_arguments(settings: Settings, **extra: object) -> dict:
-    return {"x-queue-type": settings.queue_type, **extra}
+def _queue_arguments(topology: TopologySettings, **extra: object) -> dict[str, object]:
+    return {"x-queue-type": topology.queue_type, **extra}
 
 
-def declare_topology(channel: BlockingChannel, settings: Settings) -> None:
+def declare_topology(channel: BlockingChannel, topology: TopologySettings) -> None:
     channel.exchange_declare(JOBS_EXCHANGE, "direct", durable=True)
     channel.exchange_declare(DEAD_LETTER_EXCHANGE, "fanout", durable=True)
     channel.exchange_declare(RETRY_EXCHANGE, "direct", durable=True)
     channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True)
 
     job_arguments: dict[str, object] = {"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE}
-    if settings.queue_type == "quorum":
+    if topology.queue_type == "quorum":
         # A message redelivered this often (a worker crashing on it each time) is dead-lettered.
-        job_arguments["x-delivery-limit"] = settings.max_attempts
-    limited = {"x-max-length": settings.max_queued_jobs, "x-overflow": "reject-publish"}
-    channel.queue_declare(WORK_QUEUE, durable=True, arguments=_queue_arguments(settings, **job_arguments, **limited))
+        job_arguments["x-delivery-limit"] = topology.job_retries.attempts
+    limited = {"x-max-length": topology.max_queued_jobs, "x-overflow": "reject-publish"}
+    channel.queue_declare(WORK_QUEUE, durable=True, arguments=_queue_arguments(topology, **job_arguments, **limited))
     channel.queue_bind(WORK_QUEUE, JOBS_EXCHANGE, routing_key=JOBS_ROUTING_KEY)
-    channel.queue_declare(RETRIED_QUEUE, durable=True, arguments=_queue_arguments(settings, **job_arguments))
+    channel.queue_declare(RETRIED_QUEUE, durable=True, arguments=_queue_arguments(topology, **job_arguments))
     channel.queue_bind(RETRIED_QUEUE, JOBS_EXCHANGE, routing_key=RETRIED_ROUTING_KEY)
 
-    channel.queue_declare(DEAD_LETTER_QUEUE, durable=True, arguments=_queue_arguments(settings))
+    channel.queue_declare(DEAD_LETTER_QUEUE, durable=True, arguments=_queue_arguments(topology))
     channel.queue_bind(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE)
 
-    for step in retry_steps(settings):
-        _declare_delay(channel, settings, step, JOBS_EXCHANGE, RETRIED_ROUTING_KEY)
+    for step in retry_steps(topology.job_retries):
+        _declare_delay(channel, topology, step, JOBS_EXCHANGE, RETRIED_ROUTING_KEY)
 
-    channel.queue_declare(NOTIFICATIONS_QUEUE, durable=True, arguments=_queue_arguments(settings))
+    channel.queue_declare(NOTIFICATIONS_QUEUE, durable=True, arguments=_queue_arguments(topology))
     channel.queue_bind(NOTIFICATIONS_QUEUE, EVENTS_EXCHANGE, routing_key="job.*")
-    for step in notification_retry_steps(settings):
+    for step in notification_retry_steps(topology.webhook_retries):
         # Back through the default exchange, to the notifications queue alone: through the events
         # exchange, every other subscriber of job events would see the event again.
-        _declare_delay(channel, settings, step, "", NOTIFICATIONS_QUEUE)
+        _declare_delay(channel, topology, step, "", NOTIFICATIONS_QUEUE)
 
 
 def _declare_delay(
-    channel: BlockingChannel, settings: Settings, step: RetryStep, exchange: str, routing_key: str
+    channel: BlockingChannel, topology: TopologySettings, step: RetryStep, exchange: str, routing_key: str
 ) -> None:
     channel.queue_declare(
         step.queue,
         durable=True,
         arguments=_queue_arguments(
-            settings,
+            topology,
             **{
                 "x-message-ttl": step.delay_ms,
                 "x-dead-letter-exchange": exchange,

@@ -4,7 +4,7 @@ import uuid
 from dataclasses import dataclass
 import pika
 
-from common.management import ManagementApi
+from common.observability.management import ManagementApi
 
 from harness.processes import wait_for
 

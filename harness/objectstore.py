@@ -64,7 +64,7 @@ def object_store(endpoint: str, bucket: str) -> ObjectStore:
             s3_bucket=bucket,
             s3_access_key=S3_KEYS["S3_ACCESS_KEY"],
             s3_secret_key=S3_KEYS["S3_SECRET_KEY"],
-        )
+        ).storage
     )
 
 

@@ -83,7 +83,7 @@ class EventListener:
 
     def _run(self) -> None:
         try:
-            connection = connect(self._settings, "load-test-events")
+            connection = connect(self._settings.broker, "load-test-events")
             channel = connection.channel()
             queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
             channel.queue_bind(queue, EVENTS_EXCHANGE, routing_key="job.*")

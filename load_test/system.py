@@ -20,7 +20,7 @@ from pika.exceptions import AMQPError
 
 from common.amqp import connect
 from harness import procs
-from common.management import ManagementApi
+from common.observability.management import ManagementApi
 from common.settings import Settings
 from common.topology import WORK_QUEUE
 from load_test.results import QueueSample
@@ -39,7 +39,7 @@ class Broker:
         self.settings = settings
         self.queue = queue
         self._connection: pika.BlockingConnection | None = None
-        self._management = ManagementApi.from_settings(settings)
+        self._management = ManagementApi.from_settings(settings.broker)
         if management_url:
             self._management = ManagementApi(
                 httpx.Client(base_url=management_url, auth=(settings.rabbitmq_user, settings.rabbitmq_password), timeout=5),
@@ -51,7 +51,7 @@ class Broker:
         for attempt in (1, 2):
             try:
                 if self._connection is None or self._connection.is_closed:
-                    self._connection = connect(self.settings, "load-test")
+                    self._connection = connect(self.settings.broker, "load-test")
                 declared = self._connection.channel().queue_declare(self.queue, passive=True).method
                 return declared.message_count, declared.consumer_count
             except AMQPError:

@@ -50,9 +50,9 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from common.management import ROLE_DEAD_LETTER, ROLE_RETRY, ManagementApi, read_queues
+from common.observability.management import ROLE_DEAD_LETTER, ROLE_RETRY, ManagementApi, read_queues
 from common.settings import settings
-from common.stats import quantile
+from common.observability.stats import quantile
 from common.topology import WORK_QUEUE
 from monitoring.live import fmt, run, sparkline
 
@@ -93,7 +93,7 @@ def window_percentiles(now: dict[str, int], base: dict[str, int] | None) -> dict
 class PerformanceMonitor:
     def __init__(self, api_url: str, window: float) -> None:
         self._api = httpx.Client(base_url=api_url, timeout=5.0)
-        self._broker = ManagementApi.from_settings(settings, timeout=3.0)
+        self._broker = ManagementApi.from_settings(settings.broker, timeout=3.0)
         self._window = window
         self._readings: deque[Reading] = deque()
         self.throughput_history: deque[float | None] = deque(maxlen=60)
@@ -101,7 +101,7 @@ class PerformanceMonitor:
 
     def poll(self) -> dict[str, Any]:
         stats, api_error = self._get_stats()
-        broker = read_queues(settings, self._broker)
+        broker = read_queues(settings.broker, self._broker)
         row: dict[str, Any] = {column: None for column in CSV_COLUMNS}
         row["time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         row["api_error"], row["broker_error"] = api_error, broker.error

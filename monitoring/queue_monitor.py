@@ -28,21 +28,21 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from common.management import ROLE_DEAD_LETTER, ManagementApi, read_queues
+from common.observability.management import ROLE_DEAD_LETTER, ManagementApi, read_queues
 from common.settings import settings
 from monitoring.live import fmt, run, sparkline
 
 
 class QueueMonitor:
     def __init__(self, history: int) -> None:
-        self._client = ManagementApi.from_settings(settings, timeout=3.0)
+        self._client = ManagementApi.from_settings(settings.broker, timeout=3.0)
         self._history: dict[str, deque[int | None]] = {}
         self._size = history
 
     def poll(self) -> dict[str, Any]:
-        broker = read_queues(settings, self._client)
+        broker = read_queues(settings.broker, self._client)
         reading = broker.as_dict()
-        reading["management_url"] = settings.management_url
+        reading["management_url"] = settings.broker.management_url
         reading["vhost"] = settings.rabbitmq_vhost
         names = set(self._history) | {q.name for q in broker.queues}
         for name in names:

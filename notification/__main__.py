@@ -18,29 +18,25 @@ logger = logging.getLogger("notification")
 
 
 def main() -> None:
-    configure_logging(settings, "notification")
-    name = f"notifier {settings.instance_name}"
-    store = ObjectStore(settings)
-    publisher = Publisher(settings, f"{name} publisher")
-    sender = WebhookSender(
-        EgressPolicy.from_settings(settings), settings.webhook_timeout_s, settings.webhook_max_response_bytes
-    )
+    configure_logging(settings.logging, "notification")
+    name, notifier = f"notifier {settings.instance_name}", settings.notifier
+    store = ObjectStore(settings.storage)
+    publisher = Publisher(settings.broker, f"{name} publisher")
+    egress = EgressPolicy.build(notifier.allowed_networks, settings.own_endpoints)
+    sender = WebhookSender(egress, notifier.timeout_s, notifier.max_response_bytes)
     handler = EventHandler(
         sender,
         JobStore(store),
         store,
-        KeyRing.from_settings(settings),
+        KeyRing.from_settings(settings.access),
         publisher,
-        notification_retry_steps(settings),
-        attempts=settings.webhook_attempts,
-        per_host=settings.webhook_per_host_concurrency,
+        notification_retry_steps(notifier.retries),
+        attempts=notifier.retries.attempts,
+        per_host=notifier.per_host_concurrency,
     )
     consumer = Consumer(
-        settings, NOTIFICATIONS_QUEUE, handler, name,
-        prefetch=settings.webhook_concurrency,
-        concurrency=settings.webhook_concurrency,
-        # An attempt in flight ends by its own deadline.
-        grace_s=settings.webhook_timeout_s + 1,
+        settings.broker, NOTIFICATIONS_QUEUE, handler, name,
+        prefetch=notifier.prefetch, concurrency=notifier.concurrency, grace_s=notifier.grace_s,
     )
 
     def stop(signum: int, _frame: object) -> None:

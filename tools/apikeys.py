@@ -82,7 +82,7 @@ def list_clients(path: Path) -> int:
 
 def client_secret(name: str) -> int:
     try:
-        ring = KeyRing.from_settings(Settings())
+        ring = KeyRing.from_settings(Settings().access)
     except KeyRingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

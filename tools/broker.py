@@ -6,7 +6,7 @@
 import argparse
 import sys
 
-from common.management import ManagementApi
+from common.observability.management import ManagementApi
 from common.settings import settings
 from common.topology import DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, JOBS_EXCHANGE, RETRY_EXCHANGE
 
@@ -14,7 +14,7 @@ PREFIX = "images."
 
 
 def reset() -> int:
-    api = ManagementApi.from_settings(settings, timeout=10)
+    api = ManagementApi.from_settings(settings.broker, timeout=10)
     try:
         for queue in api.queues():
             if queue["name"].startswith(PREFIX):

@@ -17,16 +17,16 @@ logger = logging.getLogger("worker")
 
 
 def main() -> None:
-    configure_logging(settings, "worker")
-    name = settings.instance_name
-    store = ObjectStore(settings)
-    publisher = Publisher(settings, f"worker {name} publisher")
-    stats = WorkerStats(name, store, settings.stats_interval_s)
-    pipeline = PipelineProcess(settings.worker_memory_limit_mb)
-    handler = JobHandler(settings, store, JobStore(store), publisher, name, stats, pipeline)
+    configure_logging(settings.logging, "worker")
+    name, worker = settings.instance_name, settings.worker
+    store = ObjectStore(settings.storage)
+    publisher = Publisher(settings.broker, f"worker {name} publisher")
+    stats = WorkerStats(name, store, worker.stats_interval_s)
+    pipeline = PipelineProcess(worker.memory_limit_mb)
+    handler = JobHandler(worker, store, JobStore(store), publisher, name, stats, pipeline)
     consumer = Consumer(
-        settings, JOB_QUEUES, stats.track(handler), f"worker {name}",
-        prefetch=settings.prefetch_count, grace_s=settings.shutdown_grace_s,
+        settings.broker, JOB_QUEUES, stats.track(handler), f"worker {name}",
+        prefetch=worker.prefetch, grace_s=worker.grace_s,
     )
 
     def stop(signum: int, _frame: object) -> None:

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from common.amqp import Delivery, DeliveryLost, Outcome, PublishFailed
 from common.jobs import JobRecord, JobStatus, JobStore, original_key, result_key
 from common.messages import Header, JobEvent, JobMessage, ResultInfo, utcnow
-from common.settings import Settings
+from common.settings import WorkerSettings
 from common.ports import MessagePublisher, ObjectStorage
 from common.storage import ObjectMissing, StorageUnavailable
 from common.topology import (
@@ -57,7 +57,7 @@ class PermanentFailure(Exception):
 class JobHandler:
     def __init__(
         self,
-        settings: Settings,
+        settings: WorkerSettings,
         store: ObjectStorage,
         jobs: JobStore,
         publisher: MessagePublisher,
@@ -71,7 +71,7 @@ class JobHandler:
         self._jobs = jobs
         self._publisher = publisher
         self._worker = worker_name
-        self._retry_steps = retry_steps(settings)
+        self._retry_steps = retry_steps(settings.retries)
         # Storage round trips that need not wait for each other: the original is fetched while the
         # record is read, and the "processing" record is written while the image is processed.
         self._io = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"{worker_name}-io")
@@ -115,7 +115,7 @@ class JobHandler:
                 self._publish_event(record, delivery)
                 return Outcome.ACK
             attempt = max(attempt, record.attempts + 1)
-            if attempt > self._settings.max_attempts:
+            if attempt > self._settings.retries.attempts:
                 # Every attempt died with its worker (nothing was recorded of how): say how many there were.
                 attempt = record.attempts
                 raise PermanentFailure(
@@ -205,7 +205,7 @@ class JobHandler:
     ) -> Outcome:
         log = {"extra": {"job_id": job_id}}
         error = f"{type(exc).__name__}: {exc}"
-        if attempt >= self._settings.max_attempts:
+        if attempt >= self._settings.retries.attempts:
             failure = PermanentFailure("attempts_exhausted", f"gave up after {attempt} attempts; last error: {error}")
             logger.warning("%s", failure.error, **log)
             self._stats.failed(record.operations if record else None, failure.reason)

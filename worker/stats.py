@@ -1,4 +1,4 @@
-"""One worker process's statistics, written to the bucket as a snapshot (see common/stats.py).
+"""One worker process's statistics, written to the bucket as a snapshot (see common/observability/stats.py).
 
 The handler reports outcomes (`completed`, `failed`, `retried`); `track` wraps the handler to
 measure busy time. Snapshots are written by a background thread every `interval_s`, and sooner
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from common.amqp import Delivery, Handler, Outcome
 from common.jobs import JobRecord
 from common.operations import Operation
-from common.stats import (
+from common.observability.stats import (
     RECENT_WINDOW_S,
     Histogram,
     RecentWindow,

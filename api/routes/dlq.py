@@ -25,7 +25,7 @@ class ReplayResponse(BaseModel):
 
 
 def _queue(services: ServicesDep) -> DeadLetterQueue:
-    return DeadLetterQueue(services.settings, services.publisher, services.jobs)
+    return DeadLetterQueue(services.broker, services.publisher, services.jobs)
 
 
 @router.get(

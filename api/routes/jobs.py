@@ -51,7 +51,7 @@ def upload(
         services.jobs_ports,
     )
     request.state.accepted_operations = [operation.name for operation in record.operations]
-    public_url = services.settings.api_public_url
+    public_url = services.public_url
     status_url = f"{public_url}/status/{record.job_id}"
     response.headers["Location"] = status_url
     return JobAccepted(

@@ -134,7 +134,7 @@ def test_webhooks_are_signed_with_the_clients_own_secret(make_system, sample_jpg
         job_id = upload(system, sample_jpg, ALICE, callback_url=receiver.url()).json()["job_id"]
         call = wait_for(lambda: next(iter(receiver.calls_for(job_id)), None), 30, "alice's webhook")
         alice_secret = KeyRing.from_settings(
-            Settings(_env_file=None, api_keys=KEYS["API_KEYS"], webhook_secret=TEST_WEBHOOK_SECRET)
+            Settings(_env_file=None, api_keys=KEYS["API_KEYS"], webhook_secret=TEST_WEBHOOK_SECRET).access
         ).webhook_secret("alice")
         assert alice_secret != TEST_WEBHOOK_SECRET
         assert Webhook(alice_secret).verify(call.body, call.headers)["data"]["job_id"] == job_id

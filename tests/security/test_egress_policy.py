@@ -149,7 +149,7 @@ def test_own_endpoints_are_refused_even_inside_allowed_networks() -> None:
         _env_file=None, api_public_url="http://127.0.0.1:8123", rabbitmq_host="127.0.0.1",
         s3_endpoint="127.0.0.1:8333", webhook_allowed_networks="127.0.0.0/8",
     )
-    policy = EgressPolicy.from_settings(settings)
+    policy = EgressPolicy.build(settings.webhook_allowed_networks, settings.own_endpoints)
     for port in (8123, 5672, 15672, 8333):
         with pytest.raises(UnsafeTarget, match="own services"):
             policy.check_url(f"http://127.0.0.1:{port}/dlq/replay")
@@ -160,4 +160,4 @@ def test_own_endpoints_are_refused_even_inside_allowed_networks() -> None:
 
 def test_allowed_networks_setting_must_name_networks() -> None:
     with pytest.raises(ValueError, match="WEBHOOK_ALLOWED_NETWORKS"):
-        EgressPolicy.from_settings(Settings(_env_file=None, webhook_allowed_networks="10.0.0.0/8,intranet"))
+        EgressPolicy.build(Settings(_env_file=None, webhook_allowed_networks="10.0.0.0/8,intranet").notifier.allowed_networks, [])

@@ -43,7 +43,7 @@ def test_production_refuses_weak_settings_naming_them(override: dict, named: str
 def test_production_refuses_short_api_keys() -> None:
     settings = Settings(_env_file=None, **{**STRONG, "api_keys": "alice=short"})
     with pytest.raises(KeyRingError, match="at least 16 characters"):
-        KeyRing.from_settings(settings)
+        KeyRing.from_settings(settings.access)
 
 
 @pytest.mark.parametrize(
@@ -52,11 +52,11 @@ def test_production_refuses_short_api_keys() -> None:
 )
 def test_malformed_key_settings_are_named(api_keys: str, message: str) -> None:
     with pytest.raises(KeyRingError, match=message):
-        KeyRing.from_settings(Settings(_env_file=None, api_keys=api_keys))
+        KeyRing.from_settings(Settings(_env_file=None, api_keys=api_keys).access)
 
 
 def test_key_lookup_finds_the_client_and_nothing_else() -> None:
-    ring = KeyRing.from_settings(Settings(_env_file=None, api_keys="a=key-one", admin_api_keys="ops=key-two"))
+    ring = KeyRing.from_settings(Settings(_env_file=None, api_keys="a=key-one", admin_api_keys="ops=key-two").access)
     assert ring.identify("key-one").name == "a" and not ring.identify("key-one").admin
     assert ring.identify("key-two").admin
     assert ring.identify("key-on") is None and ring.identify("") is None

@@ -15,8 +15,8 @@ import yaml
 from prometheus_client import generate_latest
 
 from api.metrics import WorkerStatsView, build_registry
-from common.management import BrokerStats, QueueStats
-from common.stats import Histogram, WorkerSnapshot, aggregate
+from common.observability.management import BrokerStats, QueueStats
+from common.observability.stats import Histogram, WorkerSnapshot, aggregate
 from tests.support.dashboard import DASHBOARD, exposition_names, metric_names, panel_queries, panels
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from common.amqp import connection_parameters
-from common.management import FailoverTransport, management_client
+from common.observability.management import FailoverTransport, management_client
 from common.settings import BrokerNode, Settings, parse_broker_nodes
 from harness.processes import free_port
 
@@ -34,9 +34,9 @@ def test_broker_nodes_come_from_rabbitmq_hosts_in_order() -> None:
 
 def test_management_nodes_use_the_management_port() -> None:
     values = settings(rabbitmq_hosts="h1:5672,h2:5673", rabbitmq_management_port=15680)
-    assert values.management_nodes == [BrokerNode("h1", 15680), BrokerNode("h2", 15680)]
-    assert values.management_url == "http://h1:15680/api"
-    assert settings(rabbitmq_hosts="[::1]:5672").management_url == "http://[::1]:15672/api"
+    assert values.broker.management_nodes == [BrokerNode("h1", 15680), BrokerNode("h2", 15680)]
+    assert values.broker.management_url == "http://h1:15680/api"
+    assert settings(rabbitmq_hosts="[::1]:5672").broker.management_url == "http://[::1]:15672/api"
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,7 @@ def test_connection_parameters_one_per_node_with_the_same_credentials() -> None:
     params = connection_parameters(
         settings(
             rabbitmq_hosts="h1:5672,h2:5673", rabbitmq_user="u", rabbitmq_password="p", rabbitmq_vhost="v"
-        ),
+        ).broker,
         "test",
     )
     assert [(p.host, p.port, p.virtual_host) for p in params] == [("h1", 5672, "v"), ("h2", 5673, "v")]
@@ -105,7 +105,7 @@ def test_management_client_skips_a_node_that_refuses_connections(live_api: Broke
         rabbitmq_hosts=f"127.0.0.1:{dead.port},127.0.0.1:{live_api.port}", rabbitmq_management_port=dead.port
     )
     transport = FailoverTransport([dead, live_api])
-    with httpx.Client(base_url=values.management_url, transport=transport) as client:
+    with httpx.Client(base_url=values.broker.management_url, transport=transport) as client:
         response = client.get("/queues/%2F")
         assert response.status_code == 200
         assert response.json() == {"path": "/api/queues/%2F", "host": f"127.0.0.1:{live_api.port}"}
@@ -117,7 +117,7 @@ def test_management_client_raises_the_connect_error_when_every_node_is_down() ->
         rabbitmq_hosts=f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}",
         rabbitmq_management_port=free_port(),
     )
-    with management_client(values, timeout=2) as client, pytest.raises(httpx.ConnectError):
+    with management_client(values.broker, timeout=2) as client, pytest.raises(httpx.ConnectError):
         client.get("/overview")
 
 

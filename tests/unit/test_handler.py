@@ -39,7 +39,7 @@ def world():
     )
     jobs.save(record)
     stats = WorkerStats("worker-t", store, settings.stats_interval_s)
-    handler = JobHandler(settings, store, jobs, publisher, "worker-t", stats, InProcessPipeline())
+    handler = JobHandler(settings.worker, store, jobs, publisher, "worker-t", stats, InProcessPipeline())
     return SimpleNamespace(handler=handler, store=store, jobs=jobs, publisher=publisher, record=record)
 
 

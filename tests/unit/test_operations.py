@@ -4,14 +4,13 @@ import json
 
 import pytest
 
+from common.messages import JobMessage
 from common.operations import (
     OPERATION_MODELS,
     Filter,
     OperationsError,
     Resize,
     Watermark,
-    dump_operations,
-    load_operations,
     parse_operations,
 )
 
@@ -98,9 +97,12 @@ def test_parse_error_names_the_position_of_the_bad_operation() -> None:
         parse("resize,watermark,filter(name=nope)")
 
 
-def test_dump_and_load_round_trip() -> None:
+def test_operations_survive_the_job_message_round_trip() -> None:
     ops = parse("resize(width=10,height=20,fit=fill,upscale=true),watermark(size=0.1),filter(name=invert)")
-    assert load_operations(json.loads(json.dumps(dump_operations(ops)))) == ops
+    message = JobMessage(
+        job_id="0" * 32, original_key="originals/x", operations=ops, submitted_at="2026-01-01T00:00:00Z"
+    )
+    assert JobMessage.model_validate_json(message.model_dump_json()).operations == ops
 
 
 def test_every_operation_has_a_default_instance() -> None:

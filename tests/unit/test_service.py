@@ -8,10 +8,11 @@ import json
 import pytest
 
 from api import errors
-from api.service import JobsPorts, Upload, UploadLimits, find_job, open_result, submit_job
+from api.service import JobsPorts, Upload, find_job, open_result, submit_job
 from common.clients import ANONYMOUS, Client
 from common.egress import EgressPolicy
 from common.jobs import JobStatus, JobStore, ResultInfo
+from common.settings import UploadLimits
 from tests.support.images import png_declaring, png_of
 from tests.support.memory import MemoryObjectStore, MemoryPublisher
 

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from common.operations import parse_operations
-from common.stats import (
+from common.observability.stats import (
     DURATION_BUCKETS_S,
     Histogram,
     WorkerSnapshot,

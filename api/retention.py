@@ -3,7 +3,7 @@ RETENTION_DAYS are deleted.
 
 Under compose, MinIO's lifecycle rules do this too (docker-compose.yml, createbucket); the sweep
 here works with any S3 server, and is what the native stack (SeaweedFS) relies on. Every API
-replica sweeps on its own; deleting an object twice is harmless. `python -m common.retention`
+replica sweeps on its own; deleting an object twice is harmless. `python -m api.retention`
 sweeps once.
 """
 
@@ -11,6 +11,7 @@ import logging
 import threading
 from datetime import datetime, timedelta, timezone
 
+from common.settings import RetentionSettings
 from common.storage import ObjectStore, StorageError
 
 logger = logging.getLogger(__name__)
@@ -32,10 +33,10 @@ def sweep(store: ObjectStore, older_than: datetime) -> int:
 class RetentionSweeper:
     """Sweeps every `interval_s` on a background thread; a storage error waits for the next round."""
 
-    def __init__(self, store: ObjectStore, retention_days: float, interval_s: float) -> None:
+    def __init__(self, store: ObjectStore, retention: RetentionSettings) -> None:
         self._store = store
-        self._retention = timedelta(days=retention_days)
-        self._interval_s = interval_s
+        self._retention = timedelta(days=retention.days)
+        self._interval_s = retention.sweep_interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
 
@@ -65,12 +66,12 @@ def main() -> None:
     from common.logs import configure_logging
     from common.settings import settings
 
-    configure_logging(settings, "retention")
-    if settings.retention_days <= 0:
+    configure_logging(settings.logging, "retention")
+    if settings.retention.days <= 0:
         print("RETENTION_DAYS is 0: nothing expires")
         return
-    deleted = RetentionSweeper(ObjectStore(settings), settings.retention_days, settings.retention_sweep_interval_s).sweep_once()
-    print(f"deleted {deleted} objects older than {settings.retention_days:g} days")
+    deleted = RetentionSweeper(ObjectStore(settings.storage), settings.retention).sweep_once()
+    print(f"deleted {deleted} objects older than {settings.retention.days:g} days")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from common.settings import BrokerNode, Settings
+from common.settings import BrokerNode, BrokerSettings, TopologySettings
 from common.topology import (
     DEAD_LETTER_QUEUE,
     NOTIFICATION_RETRY_QUEUE_PREFIX,
@@ -83,12 +83,12 @@ class FailoverTransport(httpx.BaseTransport):
         self._transport.close()
 
 
-def management_client(settings: Settings, timeout: float = 5.0) -> httpx.Client:
+def management_client(broker: BrokerSettings, timeout: float = 5.0) -> httpx.Client:
     return httpx.Client(
-        base_url=settings.management_url,
-        auth=(settings.rabbitmq_user, settings.rabbitmq_password),
+        base_url=broker.management_url,
+        auth=(broker.user, broker.password),
         timeout=timeout,
-        transport=FailoverTransport(settings.management_nodes),
+        transport=FailoverTransport(broker.management_nodes),
     )
 
 
@@ -101,8 +101,8 @@ class ManagementApi:
         self.vhost = vhost
 
     @classmethod
-    def from_settings(cls, settings: Settings, timeout: float = 5.0) -> "ManagementApi":
-        return cls(management_client(settings, timeout), settings.rabbitmq_vhost)
+    def from_settings(cls, broker: BrokerSettings, timeout: float = 5.0) -> "ManagementApi":
+        return cls(management_client(broker, timeout), broker.vhost)
 
     @classmethod
     def at(cls, host: str, port: int, user: str, password: str, vhost: str, timeout: float = 10.0) -> "ManagementApi":
@@ -156,9 +156,9 @@ def queue_role(name: str) -> str | None:
     return None
 
 
-def expected_queues(settings: Settings) -> list[str]:
-    retries = [step.queue for step in retry_steps(settings)]
-    notification_retries = [step.queue for step in notification_retry_steps(settings)]
+def expected_queues(topology: TopologySettings) -> list[str]:
+    retries = [step.queue for step in retry_steps(topology.job_retries)]
+    notification_retries = [step.queue for step in notification_retry_steps(topology.webhook_retries)]
     return [WORK_QUEUE, RETRIED_QUEUE, *retries, DEAD_LETTER_QUEUE, NOTIFICATIONS_QUEUE, *notification_retries]
 
 
@@ -228,28 +228,28 @@ def _queue_stats(name: str, raw: dict | None) -> QueueStats:
     )
 
 
-def read_queues(settings: Settings, api: ManagementApi | None = None) -> BrokerStats:
+def read_queues(broker: BrokerSettings, api: ManagementApi | None = None) -> BrokerStats:
     """The system's queues (the expected ones, plus retry queues of earlier delay settings)."""
     owned = api is None
-    api = api or ManagementApi.from_settings(settings)
+    api = api or ManagementApi.from_settings(broker)
     try:
         found = {q["name"]: q for q in api.queues() if queue_role(q.get("name", ""))}
     except httpx.HTTPStatusError as exc:
         if exc.response.status_code == 404:  # no virtual host yet: nothing has run
-            return BrokerStats(True, queues=[_queue_stats(n, None) for n in expected_queues(settings)])
-        return _unavailable(settings, exc)
+            return BrokerStats(True, queues=[_queue_stats(n, None) for n in expected_queues(broker.topology)])
+        return _unavailable(broker, exc)
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-        return _unavailable(settings, exc)
+        return _unavailable(broker, exc)
     finally:
         if owned:
             api.close()
-    names = expected_queues(settings)
+    names = expected_queues(broker.topology)
     names += sorted(set(found) - set(names))
     return BrokerStats(True, queues=[_queue_stats(name, found.get(name)) for name in names])
 
 
-def _unavailable(settings: Settings, exc: Exception) -> BrokerStats:
-    where = ", ".join(str(node) for node in settings.management_nodes)
+def _unavailable(broker: BrokerSettings, exc: Exception) -> BrokerStats:
+    where = ", ".join(str(node) for node in broker.management_nodes)
     return BrokerStats(False, error=f"management API at {where} unavailable: {_describe(exc)}")
 
 
