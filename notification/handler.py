@@ -24,7 +24,7 @@ from common.egress import UnsafeTarget, parse_callback_url
 from common.jobs import IllegalTransition, JobRecord, JobStatus, JobStore, WebhookDelivery
 from common.messages import Header, JobEvent
 from common.storage import ObjectStore, StorageError
-from common.topology import RETRY_EXCHANGE, RetryStep
+from common.topology import EVENT_COMPLETED, EVENT_FAILED, RETRY_EXCHANGE, RetryStep
 from notification.webhook import AttemptResult, WebhookSender
 
 logger = logging.getLogger("notification")
@@ -183,7 +183,7 @@ class EventHandler:
 
 
 def _event_name(record: JobRecord) -> str:
-    return "job.completed" if record.status is JobStatus.COMPLETED else "job.failed"
+    return EVENT_COMPLETED if record.status is JobStatus.COMPLETED else EVENT_FAILED
 
 
 def webhook_body(record: JobRecord, download_url: str | None) -> bytes:

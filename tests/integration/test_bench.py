@@ -1,4 +1,4 @@
-"""The benchmark's quick mode runs end to end and writes what the README's table is made from.
+"""The benchmark's quick mode runs end to end and writes what the table in docs/performance.md is made from.
 
 It checks that the bench works, never how fast anything is: the figures come from a shared,
 noisy machine.
