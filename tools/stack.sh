@@ -24,15 +24,8 @@ RABBITMQ_MANAGEMENT_PORT="${RABBITMQ_MANAGEMENT_PORT:-15672}"
 CONF="$PROJECT_DIR/deploy/supervisord.conf"
 ctl() { "$VENV/bin/supervisorctl" -c "$CONF" "$@"; }
 say() { printf '==> %s\n' "$*"; }
-
-port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
-
-wait_for_port() { # host port seconds what
-  local i
-  for ((i = 0; i < $3 * 2; i++)); do port_open "$1" "$2" && return 0; sleep 0.5; done
-  echo "error: $4 did not open $1:$2 within $3 s" >&2
-  return 1
-}
+# port_open, wait_for_port
+. "$PROJECT_DIR/tools/lib.sh"
 
 supervisor_running() { [ -S "$RUN_DIR/supervisor.sock" ] && ctl pid >/dev/null 2>&1; }
 
