@@ -89,13 +89,19 @@ test-images: venv ## generate a test image set: make test-images COUNT=40 PROFIL
 	@$(PY) test_images/generate.py --count $(COUNT) --profile $(PROFILE)
 
 # --- The benchmark (bench/, README "Performance") ---
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick bench-thumbor thumbor-venv
 
-bench: venv ## limit, libvips, the system and Celery side by side: results/bench/bench.json and bench.png
+bench: venv thumbor-venv ## limit, libvips, the system, Celery and thumbor side by side: results/bench/bench.json and bench.png
 	@$(PY) -m bench
 
-bench-quick: venv ## the benchmark on one tiny size with a few jobs: checks that it works, not how fast
+bench-quick: venv thumbor-venv ## the benchmark on one tiny size with a few jobs: checks that it works, not how fast
 	@$(PY) -m bench --quick
+
+bench-thumbor: venv thumbor-venv ## only thumbor vs the system on 2K photos fit to 512: results/bench/thumbor.json
+	@$(PY) -m bench.thumbor_bench
+
+thumbor-venv: venv ## thumbor's own virtualenv (.venv-thumbor, it needs Pillow < 13), made once and reused
+	@$(PY) -c "from bench.thumbor_bench import thumbor_python; thumbor_python()"
 
 # --- Past one machine (docs/scaling.md) ---
 .PHONY: capacity-measure capacity

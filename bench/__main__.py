@@ -2,8 +2,10 @@
 
 Order: the in-process pair (limit, libvips) per size; then, with 1 and then 2 workers, the system and
 Celery side by side, alternating which goes first per size so that load from outside falls on
-both; the workers' memory on a 24 and a 50 MP image; prefetch compared; a py-spy profile of the
-API and a worker. Writes bench.json, bench.md (the table) and bench.png to --out.
+both; thumbor against the system on 2K photos fit into 512 (bench/thumbor_bench.py, alternating rounds);
+the workers' memory on a 24 and a 50 MP image; prefetch compared; a py-spy profile of the API and a
+worker. Every size is a set of five aspects (bench/images.py). Writes bench.json, bench.md (the tables)
+and bench.png to --out.
 """
 
 import argparse
@@ -17,14 +19,14 @@ from pathlib import Path
 
 from bench import profile, report
 from bench.celery_bench import BenchCelery
-from bench.images import BenchImage, bench_image
+from bench.images import BenchImage, bench_image, bench_images, long_side_images
 from bench.inprocess import InProcessBench
-from bench.system import BenchSystem, EndToEnd
+from bench.system import BenchSystem
+from bench.thumbor_bench import SystemOnThumborsWorkload, Thumbor, compare
 from common.settings import Settings
-from load_test.client import Submission
-from load_test.results import machine_info
 from harness.objectstore import PrivateObjectStore
 from harness.processes import PROJECT_DIR
+from load_test.results import machine_info
 
 RESULTS_DIR = PROJECT_DIR / "results" / "bench"
 
@@ -41,12 +43,15 @@ class Plan:
     prefetch: tuple[int, ...] = ()  # compared with the most workers
     prefetch_sizes: tuple[str, ...] = ()
     profile_size: str | None = None
+    thumbor_long_side: int = 2048  # thumbor's workload: photos of this longer side fit into 512×512
+    thumbor_count: int = 160  # images per contender per round
+    thumbor_rounds: int = 3
     notes: dict = field(default_factory=dict)
 
 
 FULL = Plan(
     sizes=("0.3", "2", "12", "24"),
-    iterations={"0.3": 60, "2": 20, "12": 6, "24": 4},
+    iterations={"0.3": 30, "2": 10, "12": 3, "24": 2},  # per aspect: five images per size
     rounds=3,
     batch={"0.3": 80, "2": 48, "12": 24, "24": 16},
     sequential=9,
@@ -55,7 +60,10 @@ FULL = Plan(
     prefetch_sizes=("2", "12"),
     profile_size="2",
 )
-QUICK = Plan(sizes=("0.1",), iterations={"0.1": 3}, rounds=1, batch={"0.1": 4}, sequential=2)
+QUICK = Plan(
+    sizes=("0.1",), iterations={"0.1": 3}, rounds=1, batch={"0.1": 4}, sequential=2,
+    thumbor_long_side=640, thumbor_count=6, thumbor_rounds=1,
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -78,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     started = time.time()
     load_before = os.getloadavg()
-    images = {label: bench_image(label, RESULTS_DIR / "images") for label in (*plan.sizes, *plan.memory_sizes)}
+    images = {label: bench_images(label, RESULTS_DIR / "images") for label in plan.sizes}
+    big = {label: bench_image(label, RESULTS_DIR / "images") for label in plan.memory_sizes}
 
     say(f"in-process: {args.processes} processes, limit vs libvips")
     inprocess = run_inprocess(plan, images, args.processes)
@@ -89,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pid = store._process.pid
         end_to_end = run_end_to_end(plan, images, args, store.endpoint, pid, args.out / "logs")
-        memory = run_memory(plan, images, args, store.endpoint, pid, args.out / "logs")
+        thumbor = run_thumbor(plan, args, store.endpoint, pid, args.out / "logs")
+        memory = run_memory(plan, big, args, store.endpoint, pid, args.out / "logs")
         prefetch = run_prefetch(plan, images, args, store.endpoint, pid, args.out / "logs")
         profiled = run_profile(plan, images, args, store.endpoint, pid, args.out)
     finally:
@@ -117,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             for label in plan.sizes
         },
+        "thumbor": thumbor,
         "memory": memory,
         "prefetch": prefetch,
         "profile": profiled,
@@ -132,17 +143,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_inprocess(plan: Plan, images: dict[str, BenchImage], processes: int) -> dict:
-    bench = InProcessBench({label: images[label].path for label in plan.sizes}, processes)
+def run_inprocess(plan: Plan, images: dict[str, list[BenchImage]], processes: int) -> dict:
+    """Per size: each contender's rate on the whole set (every aspect once), and per aspect."""
+    bench = InProcessBench({_key(image): image.path for label in plan.sizes for image in images[label]}, processes)
     figures: dict = {}
     try:
         for label in plan.sizes:
-            measured = bench.measure(label, plan.iterations[label], plan.rounds)
-            figures[label], figures[label + ":rounds"] = measured.img_s, measured.rounds
-            say(f"  {label} MP: {measured.img_s}")
+            by_aspect, rounds = {}, {}
+            for image in images[label]:
+                measured = bench.measure(_key(image), plan.iterations[label], plan.rounds)
+                by_aspect[image.aspect], rounds[image.aspect] = measured.img_s, measured.rounds
+                say(f"  {label} MP {image.aspect} ({image.width}×{image.height}): {measured.img_s}")
+            figures[label] = {**report.set_rates(by_aspect), "by_aspect": by_aspect}
+            figures[label + ":rounds"] = rounds
     finally:
         bench.close()
     return figures
+
+
+def _key(image: BenchImage) -> str:
+    return f"{image.label} {image.aspect}"
 
 
 def run_end_to_end(plan, images, args, endpoint: str, store_pid: int, logs: Path) -> dict:
@@ -156,7 +176,7 @@ def run_end_to_end(plan, images, args, endpoint: str, store_pid: int, logs: Path
             results["system"][workers], results["celery"][workers] = {}, {}
             try:
                 for index, label in enumerate(plan.sizes):
-                    image = images[label].path
+                    image = [each.path for each in images[label]]
                     order = [("system", system), ("celery", celery)]
                     for name, contender in order if index % 2 == 0 else order[::-1]:
                         contender.warm_up(image)
@@ -169,6 +189,23 @@ def run_end_to_end(plan, images, args, endpoint: str, store_pid: int, logs: Path
     finally:
         celery.close()
     return results
+
+
+def run_thumbor(plan: Plan, args: argparse.Namespace, endpoint: str, store_pid: int, logs: Path) -> dict:
+    folder = RESULTS_DIR / "images"
+    images = [image.path for image in long_side_images(plan.thumbor_long_side, folder)]
+    say(f"thumbor's workload: {len(images)} photos of {plan.thumbor_long_side} px fit into 512, thumbor vs the system")
+    thumbor = Thumbor(folder, logs)
+    system = BenchSystem(endpoint, store_pid, logs, 2, args.prefetch, concurrency=2)
+    try:
+        figures = compare(thumbor, SystemOnThumborsWorkload(system), images, plan.thumbor_count, plan.thumbor_rounds)
+    finally:
+        system.close()
+        thumbor.close()
+    for entry in figures["rounds"]:
+        say(f"  {entry['first']} first: thumbor {entry['thumbor']['img_s']} img/s p50 {entry['thumbor']['p50_ms']} ms, "
+            f"system {entry['system']['img_s']} img/s p50 {entry['system']['p50_ms']} ms")
+    return figures
 
 
 def run_memory(plan, images, args, endpoint: str, store_pid: int, logs: Path) -> dict:
@@ -200,8 +237,9 @@ def run_prefetch(plan, images, args, endpoint: str, store_pid: int, logs: Path) 
         system = BenchSystem(endpoint, store_pid, logs, workers, prefetch, args.concurrency)
         try:
             for label in plan.prefetch_sizes:
-                system.warm_up(images[label].path)
-                measured = system.measure(images[label].path, plan.batch[label], 0)
+                paths = [each.path for each in images[label]]
+                system.warm_up(paths)
+                measured = system.measure(paths, plan.batch[label], 0)
                 figures.setdefault(label, {})[str(prefetch)] = {
                     "img_s": measured.img_s, "batch_p50_ms": measured.batch_p50_ms,
                     "per_worker": measured.extra["per_worker"],
@@ -221,7 +259,7 @@ def run_profile(plan, images, args, endpoint: str, store_pid: int, out: Path) ->
     say(f"profile: {count} jobs at {label} MP, 1 worker, API and worker under py-spy")
     system = BenchSystem(endpoint, store_pid, out / "logs", 1, args.prefetch, args.concurrency)
     try:
-        image = images[label].path
+        image = [each.path for each in images[label]]
         system.warm_up(image)
         api_pid = system.system.services["api"].process.pid
         spies = {

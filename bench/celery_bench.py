@@ -8,16 +8,17 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from urllib.parse import quote
 
+from bench.system import CpuMeter, EndToEnd, MachineCpu, cycle
 from harness import procs
-from bench.system import CpuMeter, EndToEnd, MachineCpu
-from load_test.results import percentiles
 from harness.broker import BrokerVhost
 from harness.objectstore import S3_KEYS, object_store
 from harness.processes import ServiceProcess, wait_for
+from load_test.results import percentiles
 
 TASK_TIMEOUT_S = 300
 
@@ -73,12 +74,11 @@ class BenchCelery:
     def _pool_pids(self) -> list[int]:
         return procs.children(self.worker.process.pid)
 
-    def warm_up(self, image: Path) -> None:
-        self._batch(image.read_bytes(), 2 * self.processes)
+    def warm_up(self, image: Path | Sequence[Path]) -> None:
+        self._batch(_contents(image, 2 * self.processes))
 
-    def measure(self, image: Path, count: int, sequential: int) -> EndToEnd:
+    def measure(self, image: Path | Sequence[Path], count: int, sequential: int) -> EndToEnd:
         assert self.worker is not None
-        data = image.read_bytes()
         pool = self._pool_pids
         for pid in pool:
             procs.reset_peak_rss(pid)
@@ -90,12 +90,12 @@ class BenchCelery:
         machine = MachineCpu()
         machine.start()
         cpu.start()
-        started, finished = self._batch(data, count)
+        started, finished = self._batch(_contents(image, count))
         per_job = cpu.per_job(count)
         busy = machine.stop()
         peak = max(procs.peak_rss_mb(pid) for pid in pool)
         latencies = []
-        for _ in range(sequential):
+        for data in _contents(image, sequential):
             submitted = time.time()
             self._submit(data).get(timeout=TASK_TIMEOUT_S)
             latencies.append((time.time() - submitted) * 1000)
@@ -115,12 +115,12 @@ class BenchCelery:
         self.store.put(key, data, content_type="image/jpeg")
         return self.task.apply_async((key, f"results/{key.rsplit('/', 1)[1]}.jpg"))
 
-    def _batch(self, data: bytes, count: int) -> tuple[float, list[tuple[float, float]]]:
+    def _batch(self, contents: list[bytes]) -> tuple[float, list[tuple[float, float]]]:
         """Uploads `concurrency` at a time; `apply_async` from this thread only (the rpc:// result
         consumer is not thread-safe). Returns the start and (submitted, finished) per task."""
         started = time.time()
 
-        def upload() -> tuple[float, str]:
+        def upload(data: bytes) -> tuple[float, str]:
             submitted = time.time()
             key = f"originals/{uuid.uuid4().hex}"
             self.store.put(key, data, content_type="image/jpeg")
@@ -128,7 +128,7 @@ class BenchCelery:
 
         pending = []
         with ThreadPoolExecutor(self.concurrency) as uploads:
-            for future in as_completed([uploads.submit(upload) for _ in range(count)]):
+            for future in as_completed([uploads.submit(upload, data) for data in contents]):
                 submitted, key = future.result()
                 pending.append((submitted, self.task.apply_async((key, f"results/{key.rsplit('/', 1)[1]}.jpg"))))
         return started, [
@@ -140,3 +140,10 @@ class BenchCelery:
             self.stop_worker()
         finally:
             self.vhost.delete()
+
+
+def _contents(image: Path | Sequence[Path], count: int) -> list[bytes]:
+    """`count` uploads' bytes, cycling through the images (each file read once)."""
+    paths = cycle(image, count)
+    read = {path: path.read_bytes() for path in set(paths)}
+    return [read[path] for path in paths]

@@ -19,10 +19,22 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     return round(numerator / denominator, 3)
 
 
+def set_rates(by_aspect: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Each contender's images per second on the whole set, one image of each aspect in turn: the
+    count over the summed time per image (a harmonic mean), so a slow aspect weighs as it costs."""
+    contenders = next(iter(by_aspect.values()))
+    return {
+        name: round(len(by_aspect) / sum(1 / rates[name] for rates in by_aspect.values()), 2) for name in contenders
+    }
+
+
 def size_figures(
-    image, inprocess: dict[str, float], system: dict, celery: dict
+    images: list, inprocess: dict, system: dict, celery: dict
 ) -> dict:
-    """The per-size entry of bench.json from the measurements (`system`/`celery`: workers → EndToEnd)."""
+    """The per-size entry of bench.json from the measurements: `images` one per aspect (the first,
+    4:3, names the size), `inprocess` set rates and `by_aspect`, `system`/`celery` workers → EndToEnd."""
+    image = images[0]
+    by_aspect = inprocess["by_aspect"]
     system_img_s = {w: result.img_s for w, result in system.items()}
     celery_img_s = {w: result.img_s for w, result in celery.items()}
     most = max(system)  # the most workers measured: the figures compared are those
@@ -32,6 +44,10 @@ def size_figures(
         "height": image.height,
         "megapixels": round(image.megapixels, 2),
         "bytes": image.path.stat().st_size,
+        "images": [
+            {"aspect": each.aspect, "width": each.width, "height": each.height, "bytes": each.path.stat().st_size}
+            for each in images
+        ],
         "limit_img_s": inprocess["limit"],
         "libvips_img_s": inprocess["libvips"],
         "system_img_s": system_img_s,
@@ -40,7 +56,12 @@ def size_figures(
         "celery_p50_ms": celery_p50,
         "worker_peak_rss_mb": max(result.peak_rss_mb for result in system.values()),
         "celery_peak_rss_mb": max(result.peak_rss_mb for result in celery.values()),
+        "limit_img_s_by_aspect": {aspect: rates["limit"] for aspect, rates in by_aspect.items()},
+        "libvips_img_s_by_aspect": {aspect: rates["libvips"] for aspect, rates in by_aspect.items()},
         "pipeline_vs_libvips": ratio(inprocess["limit"], inprocess["libvips"]),
+        "pipeline_vs_libvips_by_aspect": {
+            aspect: ratio(rates["limit"], rates["libvips"]) for aspect, rates in by_aspect.items()
+        },
         "system_vs_limit": ratio(system_img_s[most], inprocess["limit"]),
         "system_vs_celery": ratio(system_img_s[most], celery_img_s[most]),
         "system_vs_celery_by_workers": {w: ratio(system_img_s[w], celery_img_s.get(w)) for w in system_img_s},
@@ -49,7 +70,7 @@ def size_figures(
 
 
 def table(results: dict) -> str:
-    """A Markdown table: one row per size."""
+    """Markdown tables: one row per size, then pipeline ÷ libvips per size and aspect."""
     header = (
         "| size | limit img/s | libvips img/s | system img/s (1 / 2 workers) | Celery img/s (1 / 2) "
         "| p50 ms system / Celery | pipeline ÷ libvips | system ÷ limit | system ÷ Celery | worker peak RSS MB |"
@@ -57,12 +78,55 @@ def table(results: dict) -> str:
     lines = [header, "|" + " --- |" * (header.count("|") - 1)]
     for label, s in results["sizes"].items():
         lines.append(
-            f"| {label} MP ({s['width']}×{s['height']}) | {s['limit_img_s']:.1f} | {s['libvips_img_s']:.1f} "
+            f"| {label} MP ({len(s['images'])} aspects, {s['width']}×{s['height']} at 4:3) | {s['limit_img_s']:.1f} | {s['libvips_img_s']:.1f} "
             f"| {_pair(s['system_img_s'])} | {_pair(s['celery_img_s'])} "
             f"| {_num(s['system_p50_ms'], 0)} / {_num(s['celery_p50_ms'], 0)} "
             f"| {_num(s['pipeline_vs_libvips'], 2)} | {_num(s['system_vs_limit'], 2)} "
             f"| {_num(s['system_vs_celery'], 2)} | {_num(s['worker_peak_rss_mb'], 0)} |"
         )
+    tables = ["\n".join(lines), aspect_table(results)]
+    if results.get("thumbor"):
+        tables.append(thumbor_table(results["thumbor"]))
+    return "\n\n".join(tables)
+
+
+def thumbor_table(figures: dict) -> str:
+    """Thumbor's workload: the medians of the rounds, the ratios with their spread."""
+    lines = [
+        f"Thumbor's workload ({figures['workload']}), median of {len(figures['rounds'])} alternating rounds:",
+        "",
+        "| contender | img/s | p50 ms | p95 ms | server CPU-s per image |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name in ("thumbor", "system"):
+        lines.append(
+            f"| {name} | {figures[name + '_img_s']:.1f} | {figures[name + '_p50_ms']:.0f} "
+            f"| {figures[name + '_p95_ms']:.0f} | {figures[name + '_cpu_s_per_image']:.4f} |"
+        )
+    low, high = figures["system_vs_thumbor_spread"]
+    p50_low, p50_high = figures["system_p50_vs_thumbor_spread"]
+    lines += [
+        "",
+        f"system ÷ thumbor (throughput): {figures['system_vs_thumbor']:.2f} (rounds {low:.2f}–{high:.2f}); "
+        f"system p50 ÷ thumbor p50: {figures['system_p50_vs_thumbor']:.2f} (rounds {p50_low:.2f}–{p50_high:.2f}); "
+        "the system's CPU ms per image: "
+        + ", ".join(f"{process} {ms:.1f}" for process, ms in figures["system_cpu_ms_per_image"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def aspect_table(results: dict) -> str:
+    """pipeline ÷ libvips (limit img/s / libvips img/s) per size and aspect."""
+    aspects = list(next(iter(results["sizes"].values()))["pipeline_vs_libvips_by_aspect"])
+    header = "| pipeline ÷ libvips (limit / libvips img/s) | " + " | ".join(aspects) + " |"
+    lines = [header, "|" + " --- |" * (len(aspects) + 1)]
+    for label, s in results["sizes"].items():
+        cells = [
+            f"{_num(s['pipeline_vs_libvips_by_aspect'][a], 2)} ({s['limit_img_s_by_aspect'][a]:.1f} / "
+            f"{s['libvips_img_s_by_aspect'][a]:.1f})"
+            for a in aspects
+        ]
+        lines.append(f"| {label} MP | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

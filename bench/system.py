@@ -10,17 +10,19 @@ A measurement has two parts on one image:
                 latency (upload start → completion event received): what one user waits.
 """
 
+import itertools
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import procs
 from common.settings import Settings
+from harness import procs
+from harness.broker import BrokerVhost
+from harness.system import System, build_system
 from load_test.client import LoadClient, Submission
 from load_test.results import COMPLETED, percentiles, summarize
-from harness.system import System, build_system
-from harness.broker import BrokerVhost
 
 
 @dataclass
@@ -117,26 +119,27 @@ class BenchSystem:
     def client(self, concurrency: int | None = None) -> LoadClient:
         return LoadClient(self.system.api_url, self.settings, concurrency=concurrency or self.concurrency, timeout=300)
 
-    def warm_up(self, image: Path) -> None:
+    def warm_up(self, image: Path | Sequence[Path]) -> None:
         """A few jobs first, so fonts, codecs and connections are loaded before anything is timed."""
-        jobs = self.client().run_sync([Submission(image)] * (2 * self.workers))
+        jobs = self.client().run_sync(submissions(image, 2 * self.workers))
         _check(jobs)
 
-    def measure(self, image: Path, count: int, sequential: int) -> EndToEnd:
+    def measure(self, image: Path | Sequence[Path], count: int, sequential: int) -> EndToEnd:
+        """`image`: one image, or a set taken in turn (a batch of `count` cycles through it)."""
         for pid in self.worker_pids:
             procs.reset_peak_rss(pid)
         machine = MachineCpu()
         machine.start()
         self.cpu.start()
-        jobs = self.client().run_sync([Submission(image)] * count)
+        jobs = self.client().run_sync(submissions(image, count))
         cpu = self.cpu.per_job(count)
         busy = machine.stop()
         _check(jobs)
         summary = summarize(jobs, self.workers)
         peak = max(procs.peak_rss_mb(pid) for pid in self.worker_pids)
         latencies = []
-        for _ in range(sequential):
-            (job,) = self.client(1).run_sync([Submission(image)])
+        for submission in submissions(image, sequential):
+            (job,) = self.client(1).run_sync([submission])
             _check([job])
             latencies.append(job.latency_ms)
         return EndToEnd(
@@ -169,6 +172,16 @@ class BenchSystem:
             self.system.stop()
         finally:
             self.vhost.delete()
+
+
+def cycle(image: Path | Sequence[Path], count: int) -> list[Path]:
+    """`count` images: `image` repeated, or the set's images taken in turn."""
+    images = [image] if isinstance(image, Path) else list(image)
+    return list(itertools.islice(itertools.cycle(images), count))
+
+
+def submissions(image: Path | Sequence[Path], count: int) -> list[Submission]:
+    return [Submission(path) for path in cycle(image, count)]
 
 
 def _check(jobs) -> None:

@@ -4,7 +4,6 @@ The one place that knows Pillow's formats, modes, EXIF, ICC profiles and encoder
 an image in mode L, LA, RGB or RGBA; everything else is converted here after decoding.
 """
 
-import math
 import struct
 import time
 from collections.abc import Sequence
@@ -36,6 +35,8 @@ RejectReason = Literal[
 # What Pillow's decoders raise on malformed input.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, NotImplementedError)
 
+# The scales libjpeg decodes at directly (DCT scaling), largest first.
+DRAFT_SCALES = (8, 4, 2)
 _ICC_COLOUR_SPACES = {"L": b"GRAY", "LA": b"GRAY", "RGB": b"RGB ", "RGBA": b"RGB "}
 
 
@@ -167,7 +168,11 @@ def _draft(image: Image.Image, first: Operation | None) -> tuple[ResizePlan, flo
     plan = plan_resize(oriented, first)
     if plan is None or plan.reduction < 2:
         return None
-    request = (math.ceil(width / plan.reduction), math.ceil(height / plan.reduction))
+    # Pillow picks the largest of 1/8, 1/4, 1/2 that keeps both sides at least as large as the request,
+    # each side's ratio rounded down: asking for exactly width // scale by height // scale makes it choose
+    # `scale` whatever the aspect ratio (ceil(1365 / 4) = 342 rows would give 1365 // 342 = 3, so 1/2).
+    scale = next(candidate for candidate in DRAFT_SCALES if candidate <= plan.reduction)
+    request = (width // scale, height // scale)
     result = image.draft(image.mode, request)
     if result is None:
         return None

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from bench.images import ASPECTS
 from harness.processes import PROJECT_DIR
 
 pytestmark = pytest.mark.integration
@@ -27,7 +28,8 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("bench")
     finished = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
-        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=240,
+        # The first run on a machine also makes thumbor's virtualenv (bench/thumbor-requirements.txt).
+        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=600,
     )
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     return json.loads((out / "bench.json").read_text()), out
@@ -55,9 +57,46 @@ def test_bench_quick_ratios_follow_from_the_figures(quick_run) -> None:
     )
 
 
+def test_bench_quick_measures_the_pipeline_and_libvips_on_every_aspect(quick_run) -> None:
+    results, _ = quick_run
+    (figures,) = results["sizes"].values()
+    assert [image["aspect"] for image in figures["images"]] == list(ASPECTS)
+    for image in figures["images"]:
+        if image["aspect"] != "odd":
+            assert image["width"] / image["height"] == pytest.approx(ASPECTS[image["aspect"]], rel=1e-2)
+        else:
+            assert image["width"] % 2 == 1 and image["height"] % 2 == 1
+    for aspect in ASPECTS:
+        limit, libvips = figures["limit_img_s_by_aspect"][aspect], figures["libvips_img_s_by_aspect"][aspect]
+        assert limit > 0 and libvips > 0
+        assert figures["pipeline_vs_libvips_by_aspect"][aspect] == pytest.approx(limit / libvips, rel=1e-2)
+    # The size's rate is the whole set's: between the slowest and the fastest aspect.
+    assert min(figures["limit_img_s_by_aspect"].values()) <= figures["limit_img_s"]
+    assert figures["limit_img_s"] <= max(figures["limit_img_s_by_aspect"].values())
+
+
+def test_bench_quick_runs_thumbor_against_the_system(quick_run) -> None:
+    results, _ = quick_run
+    thumbor = results["thumbor"]
+    assert len(thumbor["images"]) == len(ASPECTS)
+    for name in ("thumbor", "system"):
+        for figure in ("img_s", "p50_ms", "cpu_s_per_image"):
+            assert isinstance(thumbor[f"{name}_{figure}"], float) and thumbor[f"{name}_{figure}"] > 0, (name, figure)
+    for entry in thumbor["rounds"]:
+        assert entry["thumbor"]["count"] == entry["system"]["count"] == thumbor["count_per_round"]
+        assert entry["system_vs_thumbor"] == pytest.approx(entry["system"]["img_s"] / entry["thumbor"]["img_s"], rel=1e-2)
+        assert entry["system_p50_vs_thumbor"] == pytest.approx(
+            entry["system"]["p50_ms"] / entry["thumbor"]["p50_ms"], rel=1e-2
+        )
+    low, high = thumbor["system_vs_thumbor_spread"]
+    assert low <= thumbor["system_vs_thumbor"] <= high
+    assert set(thumbor["system_cpu_ms_per_image"]) == {"api", "workers", "notifier", "objectstore"}
+
+
 def test_bench_quick_writes_the_table_and_a_chart(quick_run) -> None:
     results, out = quick_run
     table = (out / "bench.md").read_text()
     assert table.startswith("| size |") and f"{next(iter(results['sizes']))} MP" in table
+    assert "| pipeline ÷ libvips" in table and "| 3:2 |" in table and "| thumbor |" in table
     with Image.open(out / "bench.png") as chart:
         assert chart.format == "PNG" and chart.width > 400 and chart.height > 300

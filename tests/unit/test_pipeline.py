@@ -244,6 +244,38 @@ def test_jpeg_draft_used_for_downscaling(large_jpeg, monkeypatch):
     assert decoded_width == 2401 / 2  # 800 px wide needs at least 1/2 scale, not 1/4
 
 
+@pytest.mark.parametrize(
+    ("size", "operation", "scale"),
+    [
+        ((2048, 1365), Resize(width=512, height=512), 4),  # 3:2, the photo most cameras take
+        ((1365, 2048), Resize(width=512, height=512), 4),  # 3:2 portrait
+        ((1920, 1080), Resize(width=480), 4),  # 16:9
+        ((2401, 1799), Resize(width=300, height=300), 4),  # odd sizes: 8.0 on one side, 6.0 on the other
+        ((4000, 3000), Resize(width=500), 8),
+        ((4001, 2999), Resize(width=500), 4),  # 7.997 on the height: 1/8 would decode below the output
+        ((1001, 667), Resize(width=333), 2),  # 3.006: 1/2, never below the output
+    ],
+)
+def test_jpeg_draft_scale_whatever_the_aspect_ratio(size, operation, scale, monkeypatch):
+    drafts = []
+    original = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, request):
+        drafts.append(original(self, mode, request))
+        return drafts[-1]
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    source = encode(make_photo(size), "JPEG", quality=90)
+    full = Image.open(BytesIO(source))
+    full.load()
+    result = decode(run(source, [operation], output_format="png"))
+    _, (_, _, decoded_width, decoded_height) = drafts[0]
+    assert (decoded_width, decoded_height) == (size[0] / scale, size[1] / scale)
+    expected = apply(full, operation)
+    assert result.size == expected.size
+    assert mean_difference(result, expected) < 3
+
+
 # rejections
 
 
