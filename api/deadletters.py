@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
@@ -90,7 +90,7 @@ class DeadLetterQueue:
             count=count,
             by_reason=dict(Counter(letter.reason for letter in letters)),
             oldest_failed_at=oldest,
-            oldest_age_s=round((datetime.now(timezone.utc) - oldest).total_seconds(), 1) if oldest else None,
+            oldest_age_s=round((datetime.now(UTC) - oldest).total_seconds(), 1) if oldest else None,
             recent=list(reversed(letters[-recent:])) if recent else [],
         )
 
@@ -105,13 +105,13 @@ class DeadLetterQueue:
                 try:
                     self._reset_record(letter.job_id)
                     headers = {k: v for k, v in message.headers.items() if k not in Header.FAILURE_HEADERS}
-                    headers[Header.REPLAYED_AT] = datetime.now(timezone.utc).isoformat()
+                    headers[Header.REPLAYED_AT] = datetime.now(UTC).isoformat()
                     self._publisher.publish(
                         JOBS_EXCHANGE, JOBS_ROUTING_KEY, message.body,
                         message_id=message.message_id, headers=headers,
                         content_type=message.content_type or "application/json",
                     )
-                except Exception as exc:  # noqa: BLE001 - reported per message; the letter stays
+                except Exception as exc:
                     result.skipped.append({"job_id": letter.job_id, "error": f"{type(exc).__name__}: {exc}"})
                     continue
                 queue.remove(message)
@@ -154,7 +154,7 @@ def _text(value: object) -> str | None:
 
 def _parse_time(value: object) -> datetime | None:
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, (bytes, str)):
         try:
             return datetime.fromisoformat(_text(value) or "")

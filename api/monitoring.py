@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 from prometheus_client import generate_latest
@@ -17,8 +17,8 @@ from starlette.types import Scope
 
 from api.metrics import UploadCounters, WorkerStatsView, build_registry
 from common.observability.management import BrokerStats, ManagementApi, read_queues
-from common.settings import BrokerSettings
 from common.observability.stats import RECENT_WINDOW_S, Histogram, SnapshotReader, Totals, aggregate, quantile
+from common.settings import BrokerSettings
 from common.storage import ObjectStore, StorageError
 from common.topology import WORK_QUEUE
 
@@ -179,7 +179,7 @@ def _round(value: float | None, digits: int = 4) -> float | None:
 
 
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
 
 
 def upload_counters(scope: Scope) -> UploadCounters | None:

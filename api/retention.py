@@ -9,7 +9,7 @@ sweeps once.
 
 import logging
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from common.settings import RetentionSettings
 from common.storage import ObjectStore, StorageError
@@ -48,7 +48,7 @@ class RetentionSweeper:
         self._stop.set()
 
     def sweep_once(self) -> int:
-        cutoff = datetime.now(timezone.utc) - self._retention
+        cutoff = datetime.now(UTC) - self._retention
         deleted = sweep(self._store, cutoff)
         if deleted:
             logger.info("retention: deleted %d objects last modified before %s", deleted, cutoff.isoformat())

@@ -4,8 +4,8 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from common.jobs import JobStatus, OriginalInfo, Timings, WebhookDelivery
 from common.formats import OutputFormat
+from common.jobs import JobStatus, OriginalInfo, Timings, WebhookDelivery
 from common.messages import ResultInfo
 from common.operations import Operation
 

@@ -16,20 +16,20 @@ import os
 import shutil
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
-from harness import procs
 from bench.images import bench_image
 from bench.system import BenchSystem, MachineCpu
-from load_test.client import Submission
-from load_test.results import COMPLETED, machine_info, summarize
+from harness import procs
 from harness.broker import BrokerVhost
 from harness.broker_cluster import BrokerCluster
 from harness.objectstore import PrivateStorageCluster
 from harness.processes import PROJECT_DIR
+from load_test.client import Submission
+from load_test.results import COMPLETED, machine_info, summarize
 
 OUT = PROJECT_DIR / "docs" / "capacity" / "measured.json"
 DEFAULT_OPERATIONS = "resize,watermark"
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         cluster = BrokerCluster().start()
         storage = PrivateStorageCluster(work / "seaweedfs").start()
         vhost = BrokerVhost(endpoint=cluster.seed.endpoint).create()
-        storage_pids = [p.pid for p in storage._processes.values()]  # noqa: SLF001 - the bench meters them
+        storage_pids = [p.pid for p in storage._processes.values()]
         bench = BenchSystem(
             storage.endpoint, storage_pids, work / "logs", workers=2, vhost=vhost,
             env={
@@ -152,11 +152,11 @@ def main(argv: list[str] | None = None) -> int:
             say(f"  CPU ms per job, net of idle: {results[label]['cpu_ms_per_job_net']}")
         idle_rss = {
             "broker_node_mb": max(rss_mb(pid) for pid in broker_pids(cluster)),
-            "storage_member_mb": {name: rss_mb(p.pid) for name, p in storage._processes.items()},  # noqa: SLF001
+            "storage_member_mb": {name: rss_mb(p.pid) for name, p in storage._processes.items()},
         }
         document = {
             "command": "python -m bench.capacity" + (" --quick" if args.quick else ""),
-            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "duration_s": round(time.time() - started, 1),
             "machine": {**machine_info(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
             "setup": {

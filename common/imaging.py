@@ -34,7 +34,7 @@ def declared_size(data: bytes | BinaryIO) -> tuple[int, int] | None:
             file.seek(0)
             with factory(file, "") as image:
                 return image.size
-        except Exception:  # noqa: BLE001 - a header that does not parse names no size
+        except Exception:
             continue
         finally:
             file.seek(0)

@@ -1,7 +1,7 @@
 """What travels over RabbitMQ: the job message (API → worker) and job events (worker → notifier)."""
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -47,7 +47,7 @@ def is_job_id(value: str) -> bool:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class JobMessage(BaseModel):

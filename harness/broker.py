@@ -2,10 +2,10 @@
 
 import uuid
 from dataclasses import dataclass
+
 import pika
 
 from common.observability.management import ManagementApi
-
 from harness.processes import wait_for
 
 

@@ -1,12 +1,11 @@
 """A webhook receiver on 127.0.0.1 for tests: remembers every call, answers as told."""
 
+import base64
 import json
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-import base64
 
 TEST_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"imgpipe test webhook secret 0123").decode()
 
@@ -38,7 +37,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 receiver.calls.append(Call(self.path, dict(self.headers), body))
                 if receiver.drip_s:

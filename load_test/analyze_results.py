@@ -24,11 +24,11 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+import matplotlib.pyplot as plt
+from rich.console import Console
+from rich.table import Table
 
-from load_test.results import Run, find_runs, machine_info  # noqa: E402
+from load_test.results import Run, find_runs, machine_info
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 REPORT_FILE = "report.md"

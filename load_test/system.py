@@ -19,10 +19,10 @@ import pika
 from pika.exceptions import AMQPError
 
 from common.amqp import connect
-from harness import procs
 from common.observability.management import ManagementApi
 from common.settings import Settings
 from common.topology import WORK_QUEUE
+from harness import procs
 from load_test.results import QueueSample
 
 logger = logging.getLogger(__name__)

@@ -51,8 +51,8 @@ from rich.table import Table
 from rich.text import Text
 
 from common.observability.management import ROLE_DEAD_LETTER, ROLE_RETRY, ManagementApi, read_queues
-from common.settings import settings
 from common.observability.stats import quantile
+from common.settings import settings
 from common.topology import WORK_QUEUE
 from monitoring.live import fmt, run, sparkline
 
@@ -102,7 +102,7 @@ class PerformanceMonitor:
     def poll(self) -> dict[str, Any]:
         stats, api_error = self._get_stats()
         broker = read_queues(settings.broker, self._broker)
-        row: dict[str, Any] = {column: None for column in CSV_COLUMNS}
+        row: dict[str, Any] = dict.fromkeys(CSV_COLUMNS)
         row["time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         row["api_error"], row["broker_error"] = api_error, broker.error
         if stats is not None:

@@ -13,12 +13,12 @@ import json
 import logging
 import threading
 from collections import Counter
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pydantic import ValidationError
 
-from common.amqp import Delivery, Outcome, PublishFailed, Publisher
+from common.amqp import Delivery, Outcome, Publisher, PublishFailed
 from common.clients import KeyRing
 from common.egress import UnsafeTarget, parse_callback_url
 from common.jobs import IllegalTransition, JobRecord, JobStatus, JobStore, WebhookDelivery

@@ -141,14 +141,13 @@ class WebhookSender:
             parse_callback_url(url)
             with httpcore.ConnectionPool(
                 ssl_context=self._ssl, max_connections=1, network_backend=_CheckedBackend(self._policy, deadline)
-            ) as pool:
-                with pool.stream(
-                    "POST", url, headers=headers, content=body,
-                    extensions={"timeout": {"connect": self._timeout_s, "read": self._timeout_s,
-                                            "write": self._timeout_s, "pool": self._timeout_s}},
-                ) as response:
-                    self._read_capped(response)
-                    status = response.status
+            ) as pool, pool.stream(
+                "POST", url, headers=headers, content=body,
+                extensions={"timeout": {"connect": self._timeout_s, "read": self._timeout_s,
+                                        "write": self._timeout_s, "pool": self._timeout_s}},
+            ) as response:
+                self._read_capped(response)
+                status = response.status
         except UnsafeTarget as exc:
             return AttemptResult(False, False, f"refused to call it: {exc}")
         except (httpcore.TimeoutException, TimeoutError) as exc:

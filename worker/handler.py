@@ -27,8 +27,8 @@ from pydantic import ValidationError
 from common.amqp import Delivery, DeliveryLost, Outcome, PublishFailed
 from common.jobs import JobRecord, JobStatus, JobStore, original_key, result_key
 from common.messages import Header, JobEvent, JobMessage, ResultInfo, utcnow
-from common.settings import WorkerSettings
 from common.ports import MessagePublisher, ObjectStorage
+from common.settings import WorkerSettings
 from common.storage import ObjectMissing, StorageUnavailable
 from common.topology import (
     DEAD_LETTER_EXCHANGE,

@@ -170,7 +170,7 @@ def _serve(connection: Connection, memory_limit_mb: int) -> None:
             reply = ("rejected", (exc.reason, str(exc)))
         except MemoryError:
             reply = ("rejected", ("out_of_memory", f"the image needs more than {memory_limit_mb} MB to process"))
-        except Exception as exc:  # noqa: BLE001 - reported as the job's failure, the child carries on
+        except Exception as exc:
             reply = ("rejected", ("processing_error", f"processing failed: {type(exc).__name__}: {exc}"))
         try:
             connection.send(reply)

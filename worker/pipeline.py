@@ -185,7 +185,7 @@ def _unrecognised(data: bytes) -> ImageRejected:
     try:
         with Image.open(BytesIO(data)) as image:
             found = image.format
-    except Exception:  # noqa: BLE001 - other formats' plugins may raise anything on hostile bytes
+    except Exception:
         found = None
     if found is None:
         return ImageRejected(

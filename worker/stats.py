@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 
 from common.amqp import Delivery, Handler, Outcome
 from common.jobs import JobRecord
-from common.operations import Operation
 from common.observability.stats import (
     RECENT_WINDOW_S,
     Histogram,
@@ -28,6 +27,7 @@ from common.observability.stats import (
     operations_label,
     snapshot_key,
 )
+from common.operations import Operation
 from common.ports import ObjectStorage
 
 logger = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ class WorkerStats:
             try:
                 body = self.snapshot().model_dump_json().encode()
                 self._store.put(self.key, body, content_type="application/json")
-            except Exception as exc:  # noqa: BLE001 - statistics must never stop the worker
+            except Exception as exc:
                 if not self._write_failing:
                     logger.warning("could not write worker statistics to %s: %s", self.key, exc)
                 self._write_failing = True

@@ -15,7 +15,7 @@ import socket
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
@@ -149,7 +149,7 @@ class WorkerSnapshot(BaseModel):
 
 
 def instance_name(worker: str, started_at: float, pid: int | None = None) -> str:
-    stamp = datetime.fromtimestamp(started_at, timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.fromtimestamp(started_at, UTC).strftime("%Y%m%dT%H%M%S")
     return f"{worker}-{stamp}-{pid if pid is not None else os.getpid()}"
 
 

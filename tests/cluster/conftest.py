@@ -4,7 +4,7 @@ tests' own (private names, loopback addresses, ports and data), and the system a
 import json
 import os
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -33,7 +33,7 @@ def broker_cluster() -> Iterator[BrokerCluster]:
 def report_figures(name: str, figures: dict, headline: str, capsys: pytest.CaptureFixture) -> None:
     """Keeps a cluster test's measured figures (results/cluster/<name>.json) and prints them with
     `headline` in the test run's output, captured or not."""
-    figures = {**figures, "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    figures = {**figures, "measured_at": datetime.now(UTC).isoformat(timespec="seconds")}
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")

@@ -16,6 +16,10 @@ import httpx
 import pytest
 
 from common.topology import DEAD_LETTER_QUEUE, NOTIFICATIONS_QUEUE, WORK_QUEUE
+from harness.broker import BrokerVhost
+from harness.broker_cluster import BrokerCluster
+from harness.processes import PROJECT_DIR, wait_for
+from harness.system import build_system
 from tests.cluster.conftest import report_figures
 from tests.cluster.ledger import (
     LOAD_OPERATIONS,
@@ -28,10 +32,6 @@ from tests.cluster.ledger import (
     per_job,
     submit_jobs,
 )
-from harness.broker import BrokerVhost
-from harness.broker_cluster import BrokerCluster
-from harness.processes import PROJECT_DIR, wait_for
-from harness.system import build_system
 
 # Clusters start and lose a member here: more than the default per-test timeout on 2 busy cores.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]

@@ -12,6 +12,10 @@ from minio import Minio
 from minio.error import S3Error
 
 from common.topology import DEAD_LETTER_QUEUE, WORK_QUEUE
+from harness.broker import BrokerVhost
+from harness.objectstore import S3_KEYS, PrivateStorageCluster
+from harness.processes import PROJECT_DIR, wait_for
+from harness.system import build_system
 from tests.cluster.conftest import report_figures
 from tests.cluster.ledger import (
     LOAD_OPERATIONS,
@@ -22,10 +26,6 @@ from tests.cluster.ledger import (
     per_job,
     submit_jobs,
 )
-from harness.broker import BrokerVhost
-from harness.objectstore import S3_KEYS, PrivateStorageCluster
-from harness.processes import PROJECT_DIR, wait_for
-from harness.system import build_system
 
 # Clusters start and lose a member here: more than the default per-test timeout on 2 busy cores.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]

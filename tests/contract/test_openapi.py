@@ -7,10 +7,10 @@ import io
 
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
-from schemathesis.specs.openapi.checks import negative_data_rejection
 from hypothesis import HealthCheck, Phase, given, settings
 from PIL import Image
+from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from harness.broker import BrokerVhost
 from harness.system import build_system

@@ -3,8 +3,8 @@ of attempts it really had."""
 
 import pytest
 
-from tests.integration.test_faults import SLOW_OPERATIONS, upload_ok
 from harness.processes import wait_for
+from tests.integration.test_faults import SLOW_OPERATIONS, upload_ok
 
 pytestmark = pytest.mark.integration
 

@@ -3,9 +3,9 @@
 import httpx
 import pytest
 
+from harness.processes import wait_for
 from harness.system import System
 from tests.integration.test_faults import upload_ok
-from harness.processes import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -4,14 +4,13 @@ store down, the notifier down, a webhook that keeps failing. Each on real servic
 import signal
 from collections import Counter
 
-import httpx
 import pytest
 
-from harness.system import System
 from harness.broker import BrokerVhost
 from harness.objectstore import PrivateObjectStore
 from harness.private_broker import PrivateBroker
 from harness.processes import wait_for
+from harness.system import System
 from harness.webhooks import WebhookReceiver
 
 pytestmark = pytest.mark.integration

@@ -7,11 +7,11 @@ import uuid
 import pytest
 
 from common.operations import Resize
+from harness.processes import family_peak_rss_mb, wait_for
+from harness.procs import children
 from harness.system import System
 from tests.integration.test_faults import SLOW_OPERATIONS, upload_ok
 from tests.support.images import png_declaring
-from harness.procs import children
-from harness.processes import family_peak_rss_mb, wait_for
 
 pytestmark = pytest.mark.integration
 

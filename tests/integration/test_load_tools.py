@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from test_images.generate import generate
-from harness.system import System
 from harness.broker import BrokerVhost
 from harness.processes import PROJECT_DIR, start_api
+from harness.system import System
+from test_images.generate import generate
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.system import System, build_system
 from harness.broker import BrokerVhost
-from tests.support.dashboard import metric_names, panel_queries
 from harness.processes import PROJECT_DIR, free_port, wait_for
+from harness.system import System, build_system
+from tests.support.dashboard import metric_names, panel_queries
 
 pytestmark = pytest.mark.integration
 

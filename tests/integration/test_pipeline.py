@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from harness.system import System
 from harness.processes import wait_for
+from harness.system import System
 from harness.webhooks import TEST_WEBHOOK_SECRET, WebhookReceiver
 
 pytestmark = pytest.mark.integration

@@ -7,10 +7,10 @@ import httpx
 import pytest
 from PIL import Image
 
-from harness.procs import children
 from common.operations import Watermark
-from tests.support.images import png_of
 from harness.processes import family_peak_rss_mb, wait_for
+from harness.procs import children
+from tests.support.images import png_of
 
 pytestmark = pytest.mark.integration
 

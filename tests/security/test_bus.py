@@ -1,16 +1,16 @@
 """Trust nothing on the bus: messages and events published by another client of the broker."""
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from common.jobs import original_key
 from common.messages import JobEvent, JobMessage
 from common.operations import Resize
-from tests.support.images import png_of
 from harness.processes import wait_for
 from harness.webhooks import WebhookReceiver
+from tests.support.images import png_of
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 def forged_job(job_id: str, **fields) -> bytes:
     message = {
         "job_id": job_id, "original_key": original_key(job_id), "operations": [{"name": "resize", "width": 30}],
-        "quality": 85, "submitted_at": datetime.now(timezone.utc).isoformat(), **fields,
+        "quality": 85, "submitted_at": datetime.now(UTC).isoformat(), **fields,
     }
     return JobMessage.model_validate(message).model_dump_json().encode()
 

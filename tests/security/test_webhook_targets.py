@@ -8,12 +8,12 @@ import pytest
 
 from common.egress import EgressPolicy, UnsafeTarget
 from common.operations import Resize
-from notification.webhook import WebhookSender
 from harness.broker import BrokerVhost
-from tests.support.images import png_of
 from harness.processes import wait_for
 from harness.system import build_system
 from harness.webhooks import TEST_WEBHOOK_SECRET, WebhookReceiver
+from notification.webhook import WebhookSender
+from tests.support.images import png_of
 
 pytestmark = pytest.mark.integration
 

@@ -90,7 +90,7 @@ def settings_env_names() -> set[str]:
 def depends_on(service: dict[str, Any]) -> dict[str, Any]:
     deps = service.get("depends_on", {})
     # The short (list) form has no condition: keep it visible as None so tests can reject it.
-    return {name: None for name in deps} if isinstance(deps, list) else deps
+    return dict.fromkeys(deps) if isinstance(deps, list) else deps
 
 
 def published_ports(service: dict[str, Any]) -> set[int]:
@@ -249,7 +249,7 @@ def test_compose_awaited_services_define_healthchecks(services: dict[str, dict[s
         for dep, spec in depends_on(service).items()
         if (spec or {}).get("condition") == "service_healthy"
     }
-    assert INFRA_SERVICES <= awaited
+    assert awaited >= INFRA_SERVICES
     missing = {name for name in awaited | {"api"} if not services[name].get("healthcheck", {}).get("test")}
     assert missing == set()
 
@@ -404,4 +404,4 @@ def _overlay() -> dict[str, Any]:
     loader = type("OverlayLoader", (yaml.SafeLoader,), {})
     for tag in ("!reset", "!override"):
         loader.add_constructor(tag, lambda load, node: load.construct_sequence(node) if isinstance(node, yaml.SequenceNode) else None)
-    return yaml.load((ROOT / "docker-compose.cluster.yml").read_text(), Loader=loader)  # noqa: S506 - SafeLoader subclass
+    return yaml.load((ROOT / "docker-compose.cluster.yml").read_text(), Loader=loader)

@@ -6,7 +6,7 @@ import itertools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import BinaryIO
 
 from common.amqp import DeliveryLost, PublishFailed, QueueFull
@@ -34,7 +34,7 @@ class MemoryObjectStore:
             self.failing_puts -= 1
             raise StorageUnavailable("storage down")
         self.objects[key] = data
-        self.modified[key] = datetime.now(timezone.utc)
+        self.modified[key] = datetime.now(UTC)
         self.puts.append((key, data))
 
     def put_file(self, key: str, stream: BinaryIO, size: int, content_type: str, metadata: dict | None = None) -> None:

@@ -78,7 +78,7 @@ def test_connection_parameters_one_per_node_with_the_same_credentials() -> None:
 
 
 class _Api(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         body = f'{{"path": "{self.path}", "host": "{self.headers["Host"]}"}}'.encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

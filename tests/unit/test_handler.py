@@ -8,15 +8,14 @@ import io
 from types import SimpleNamespace
 
 import pytest
-from PIL import Image
 from pika.spec import BasicProperties
+from PIL import Image
 
-from common.amqp import Delivery, DeliveryLost, Outcome, PublishFailed
+from common.amqp import Delivery, Outcome
 from common.jobs import JobRecord, JobStatus, JobStore, OriginalInfo, original_key
+from common.messages import Header
 from common.operations import Resize
 from common.settings import Settings
-from common.storage import ObjectMissing, StorageUnavailable
-from common.messages import Header
 from tests.support.memory import InProcessPipeline, MemoryObjectStore, MemoryPublisher
 from worker.handler import JobHandler
 from worker.stats import WorkerStats

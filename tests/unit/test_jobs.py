@@ -1,7 +1,7 @@
 """The job record changes its own state, and refuses changes its state does not allow."""
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -29,7 +29,7 @@ def test_a_job_runs_queued_to_processing_to_completed() -> None:
 def test_a_retried_job_runs_again_and_a_replayed_one_starts_afresh() -> None:
     record = job()
     record.start("w1", 1)
-    record.schedule_retry(datetime.now(timezone.utc), "storage down")
+    record.schedule_retry(datetime.now(UTC), "storage down")
     assert record.status is JobStatus.RETRYING and record.error == "storage down"
     record.start("w2", 2)
     record.fail("truncated", "image data is truncated", "w2")

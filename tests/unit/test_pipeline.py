@@ -7,10 +7,9 @@ from PIL import ExifTags, Image, ImageCms, JpegImagePlugin
 
 from common.imaging import guard_decompression
 from common.operations import Filter, Resize, Watermark
+from tests.support.images import make_photo, mean_difference, png_declaring
 from worker.pipeline import ImageRejected, ProcessedImage, process_image
 from worker.processors import apply
-
-from tests.support.images import make_photo, mean_difference, png_declaring
 
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 RED = (255, 0, 0)

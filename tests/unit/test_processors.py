@@ -2,12 +2,11 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from common.operations import OPERATION_MODELS, Filter, Resize, Watermark
+from tests.support.images import make_photo, mean_difference
 from worker.processors import PROCESSORS, apply
 from worker.processors import watermark as watermark_module
 from worker.processors.registry import processor
 from worker.processors.resize import REDUCING_GAP, RESAMPLE
-
-from tests.support.images import make_photo, mean_difference
 
 
 def changed_box(before: Image.Image, after: Image.Image) -> tuple[int, int, int, int] | None:

@@ -1,10 +1,10 @@
 """Worker statistics: the recorder, snapshot merging, percentiles from buckets, the monitors' maths."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from common.operations import parse_operations
+from common.jobs import JobRecord, JobStatus, OriginalInfo
 from common.observability.stats import (
     DURATION_BUCKETS_S,
     Histogram,
@@ -14,7 +14,7 @@ from common.observability.stats import (
     operations_label,
     quantile,
 )
-from common.jobs import JobRecord, JobStatus, OriginalInfo
+from common.operations import parse_operations
 from monitoring.performance_monitor import bucket_counts, window_percentiles
 from tests.support.memory import MemoryObjectStore
 from worker.stats import WorkerStats
@@ -29,7 +29,7 @@ class FakeClock:
 
 
 def record(operations: str, created_ago_s: float, processing_s: float) -> JobRecord:
-    finished = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    finished = datetime(2030, 1, 1, tzinfo=UTC)
     return JobRecord(
         job_id="0" * 32, status=JobStatus.COMPLETED, operations=parse_operations(operations, 20), quality=85,
         original=OriginalInfo(key="originals/x", format="jpeg", width=1, height=1, bytes=1),
