@@ -1,7 +1,8 @@
 """Logging for every service: one line per event, plain or JSON (LOG_JSON=true).
 
-Log calls about a job pass `extra={"job_id": ...}`; the JSON formatter makes it a field and the
-plain one prefixes it, so `grep <job_id>` follows a job through every service.
+Log lines about a job carry its id (`job_logger(logger, job_id)`, or `extra={"job_id": ...}` on one
+call); the JSON formatter makes it a field and the plain one prefixes it, so `grep <job_id>` follows a
+job through every service.
 """
 
 import json
@@ -37,6 +38,14 @@ class _JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
+
+
+JobLogger = logging.LoggerAdapter[logging.Logger]
+
+
+def job_logger(logger: logging.Logger, job_id: str) -> JobLogger:
+    """`logger` writing the job's id on every line."""
+    return logging.LoggerAdapter(logger, {"job_id": job_id})
 
 
 def configure_logging(settings: LogSettings, service: str) -> None:

@@ -22,6 +22,7 @@ from common.amqp import Delivery, Outcome, Publisher, PublishFailed
 from common.clients import KeyRing
 from common.egress import UnsafeTarget, parse_callback_url
 from common.jobs import IllegalTransition, JobRecord, JobStatus, JobStore, WebhookDelivery
+from common.logs import job_logger
 from common.messages import Header, JobEvent
 from common.storage import ObjectStore, StorageError
 from common.topology import EVENT_COMPLETED, EVENT_FAILED, RETRY_EXCHANGE, RetryStep
@@ -88,35 +89,35 @@ class EventHandler:
         except ValidationError as exc:
             logger.error("dead-lettering an unreadable event: %s", exc.errors()[:2])
             return Outcome.DEAD_LETTER
-        log = {"extra": {"job_id": event.job_id}}
+        log = job_logger(logger, event.job_id)
         try:
             record = self._jobs.get(event.job_id)
         except StorageError as exc:
-            logger.warning("job record unreadable (%s); trying the event again later", exc, **log)
+            log.warning("job record unreadable (%s); trying the event again later", exc)
             return self._later(delivery, attempt=self._attempt(delivery), deferred=True)
         if record is None:
-            logger.warning("event for a job without a record; nothing to notify", **log)
+            log.warning("event for a job without a record; nothing to notify")
             return Outcome.ACK
         if record.status.value != event.status:
-            logger.warning("event says %s but the job is %s; ignored", event.status, record.status.value, **log)
+            log.warning("event says %s but the job is %s; ignored", event.status, record.status.value)
             return Outcome.ACK
         if self._attempt(delivery) == 1 and not delivery.headers.get(Header.WEBHOOK_DEFERRALS):
             _log_event(record)
         if not record.callback_url:
             return Outcome.ACK
         if record.webhook and record.webhook.delivered and record.webhook.message_id == message_id(record):
-            logger.info("webhook for this outcome already delivered; not sending it again", **log)
+            log.info("webhook for this outcome already delivered; not sending it again")
             return Outcome.ACK
         return self._deliver(delivery, record)
 
     def _deliver(self, delivery: Delivery, record: JobRecord) -> Outcome:
-        log = {"extra": {"job_id": record.job_id}}
+        log = job_logger(logger, record.job_id)
         url = record.callback_url or ""
         attempt = self._attempt(delivery)
         try:
             host, _, _ = parse_callback_url(url)
         except UnsafeTarget as exc:
-            logger.error("webhook to %s refused: %s", url, exc, **log)
+            log.error("webhook to %s refused: %s", url, exc)
             return self._finish(record, attempt, AttemptResult(False, False, str(exc)))
         with self._slots.slot(host) as granted:
             if not granted:
@@ -128,16 +129,16 @@ class EventHandler:
             result = self._sender.attempt(url, self._keys.webhook_secret(record.owner), message_id(record), body)
         if result.delivered or not result.retryable or attempt >= self._attempts:
             return self._finish(record, attempt, result)
-        logger.info("webhook %s attempt %d failed (%s); trying again later", url, attempt, result.detail, **log)
+        log.info("webhook %s attempt %d failed (%s); trying again later", url, attempt, result.detail)
         return self._later(delivery, attempt + 1, deferred=False)
 
     def _finish(self, record: JobRecord, attempts: int, result: AttemptResult) -> Outcome:
-        log = {"extra": {"job_id": record.job_id}}
+        log = job_logger(logger, record.job_id)
         if result.delivered:
-            logger.info("webhook delivered to %s (%s, attempt %d)", record.callback_url, result.detail, attempts, **log)
+            log.info("webhook delivered to %s (%s, attempt %d)", record.callback_url, result.detail, attempts)
         else:
-            logger.error(
-                "webhook to %s given up after %d attempt(s): %s", record.callback_url, attempts, result.detail, **log
+            log.error(
+                "webhook to %s given up after %d attempt(s): %s", record.callback_url, attempts, result.detail
             )
         self._record(record, attempts, result.delivered)
         return Outcome.ACK
@@ -207,12 +208,12 @@ def webhook_body(record: JobRecord, download_url: str | None) -> bytes:
 
 
 def _log_event(record: JobRecord) -> None:
-    log = {"extra": {"job_id": record.job_id}}
+    log = job_logger(logger, record.job_id)
     if record.status is JobStatus.COMPLETED and record.result:
-        logger.info(
+        log.info(
             "job %s completed by %s: %dx%d %s, %d bytes",
             record.job_id, record.worker, record.result.width, record.result.height,
-            record.result.format, record.result.bytes, **log,
+            record.result.format, record.result.bytes,
         )
     else:
-        logger.info("job %s failed after %d attempts: %s", record.job_id, record.attempts, record.error, **log)
+        log.info("job %s failed after %d attempts: %s", record.job_id, record.attempts, record.error)

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from common.amqp import Delivery, DeliveryLost, Outcome, PublishFailed
 from common.jobs import JobRecord, JobStatus, JobStore, original_key, result_key
+from common.logs import job_logger
 from common.messages import Header, JobEvent, JobMessage, ResultInfo, utcnow
 from common.ports import MessagePublisher, ObjectStorage
 from common.settings import WorkerSettings
@@ -87,7 +88,7 @@ class JobHandler:
             return self._dead_letter(delivery, None, "invalid_message", error, attempts=1)
 
         job_id = message.job_id
-        log = {"extra": {"job_id": job_id}}
+        log = job_logger(logger, job_id)
         record: JobRecord | None = None
         attempt = _header_int(delivery.headers, Header.RETRY_ATTEMPT) + 1
         try:
@@ -100,18 +101,18 @@ class JobHandler:
             disagreement = _disagreement(message, record)
             if disagreement:
                 error = f"the message disagrees with the record of job {job_id} on {', '.join(disagreement)}"
-                logger.error("dead-lettering a message that does not match its job (%s)", error, **log)
+                log.error("dead-lettering a message that does not match its job (%s)", error)
                 self._stats.failed(None, "invalid_message")
                 # The record is left alone: the message, not the job, is at fault.
                 return self._dead_letter(delivery, job_id, "invalid_message", error, attempt)
             if record.status is JobStatus.FAILED:
-                logger.warning(
+                log.warning(
                     "job already failed (%s); acking this duplicate message without running it",
-                    record.error_reason, **log,
+                    record.error_reason,
                 )
                 return Outcome.ACK
             if record.status is JobStatus.COMPLETED:
-                logger.info("already completed; publishing its event again and acking", **log)
+                log.info("already completed; publishing its event again and acking")
                 self._publish_event(record, delivery)
                 return Outcome.ACK
             attempt = max(attempt, record.attempts + 1)
@@ -125,10 +126,10 @@ class JobHandler:
             self._run(message, record, attempt, original, delivery)
             return Outcome.ACK
         except DeliveryLost as exc:
-            logger.warning("abandoned: %s; the redelivered copy finishes the job", exc, **log)
+            log.warning("abandoned: %s; the redelivered copy finishes the job", exc)
             return Outcome.ABANDON
         except PermanentFailure as failure:
-            logger.warning("job failed for good: %s (%s)", failure.error, failure.reason, **log)
+            log.warning("job failed for good: %s (%s)", failure.error, failure.reason)
             self._stats.failed(message.operations, failure.reason)
             self._record_failure(record, failure, delivery)
             return self._dead_letter(delivery, job_id, failure.reason, failure.error, attempt)
@@ -138,10 +139,10 @@ class JobHandler:
     def _run(
         self, message: JobMessage, record: JobRecord, attempt: int, original: Future[bytes], delivery: Delivery
     ) -> None:
-        log = {"extra": {"job_id": record.job_id}}
+        log = job_logger(logger, record.job_id)
         record.start(self._worker, attempt)
         writing = self._io.submit(self._jobs.save, record.model_copy(deep=True))
-        logger.info("processing (attempt %d) %s", attempt, _describe(message), **log)
+        log.info("processing (attempt %d) %s", attempt, _describe(message))
 
         try:
             try:
@@ -172,10 +173,10 @@ class JobHandler:
         )
         self._jobs.save(record)
         self._stats.completed(record)  # once the record says completed: a redelivery is not counted again
-        logger.info(
+        log.info(
             "completed: %dx%d %s, %d bytes in %.0f ms",
             processed.width, processed.height, processed.format, len(processed.data),
-            record.timings.processing_ms or 0, **log,
+            record.timings.processing_ms or 0,
         )
         self._publish_event(record, delivery)
 
@@ -203,11 +204,11 @@ class JobHandler:
     def _retry_later(
         self, delivery: Delivery, job_id: str, record: JobRecord | None, attempt: int, exc: Exception
     ) -> Outcome:
-        log = {"extra": {"job_id": job_id}}
+        log = job_logger(logger, job_id)
         error = f"{type(exc).__name__}: {exc}"
         if attempt >= self._settings.retries.attempts:
             failure = PermanentFailure("attempts_exhausted", f"gave up after {attempt} attempts; last error: {error}")
-            logger.warning("%s", failure.error, **log)
+            log.warning("%s", failure.error)
             self._stats.failed(record.operations if record else None, failure.reason)
             self._record_failure(record, failure, delivery)
             return self._dead_letter(delivery, job_id, failure.reason, failure.error, attempt)
@@ -222,9 +223,9 @@ class JobHandler:
         except DeliveryLost:
             return Outcome.ABANDON  # the redelivered copy is tried again as it is
         except PublishFailed:
-            logger.warning("could not schedule a retry; handing the message back", **log)
+            log.warning("could not schedule a retry; handing the message back")
             return Outcome.REQUEUE
-        logger.warning("attempt %d failed (%s); retrying in %d ms", attempt, error, step.delay_ms, **log)
+        log.warning("attempt %d failed (%s); retrying in %d ms", attempt, error, step.delay_ms)
         self._stats.retried()
         if record is not None and not record.finished:
             record.schedule_retry(utcnow() + timedelta(milliseconds=step.delay_ms), error)
