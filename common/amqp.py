@@ -17,9 +17,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
@@ -97,7 +98,7 @@ class Publisher:
         self._name = name
         self._lock = threading.Lock()
         self._connection: pika.BlockingConnection | None = None
-        self._channel = None
+        self._channel: BlockingChannel | None = None
 
     def publish(
         self,
@@ -106,7 +107,7 @@ class Publisher:
         body: bytes,
         *,
         message_id: str | None = None,
-        headers: dict | None = None,
+        headers: dict[str, Any] | None = None,
         content_type: str = "application/json",
         cancel: threading.Event | None = None,
     ) -> None:
@@ -153,8 +154,7 @@ class Publisher:
     def is_reachable(self) -> bool:
         with self._lock:
             try:
-                self._ensure_channel()
-                self._connection.process_data_events(time_limit=0)
+                self._ensure_channel().connection.process_data_events(time_limit=0)
                 return True
             except (AMQPError, OSError):
                 self._close()
@@ -164,8 +164,13 @@ class Publisher:
         with self._lock:
             self._close()
 
-    def _ensure_channel(self):
-        if self._connection is None or not self._connection.is_open or not self._channel.is_open:
+    def _ensure_channel(self) -> BlockingChannel:
+        if (
+            self._connection is None
+            or self._channel is None
+            or not self._connection.is_open
+            or not self._channel.is_open
+        ):
             self._close()
             self._connection = connect(self._broker, self._name)
             channel = self._connection.channel()
@@ -177,10 +182,8 @@ class Publisher:
     def _close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
         if connection is not None and connection.is_open:
-            try:
+            with suppress(AMQPError, OSError):
                 connection.close()
-            except (AMQPError, OSError):
-                pass
 
 
 class BrokerUnavailable(Exception):
@@ -193,7 +196,7 @@ class QueuedMessage:
 
     tag: int
     body: bytes
-    headers: dict
+    headers: dict[str, Any]
     message_id: str | None
     content_type: str | None
 
@@ -207,7 +210,7 @@ class QueueInspector:
         self._queue = queue
 
     def depth(self) -> int:
-        return self._channel.queue_declare(self._queue, passive=True).method.message_count
+        return int(self._channel.queue_declare(self._queue, passive=True).method.message_count)
 
     def messages(self, limit: int) -> Iterator[QueuedMessage]:
         """Up to `limit` messages in queue order (as many as were there when asked)."""
@@ -238,10 +241,8 @@ def inspect_queue(broker: BrokerSettings, queue: str, name: str) -> Iterator[Que
         raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
     finally:
         if connection.is_open:
-            try:
+            with suppress(AMQPError, OSError):
                 connection.close()
-            except (AMQPError, OSError):
-                pass
 
 
 class Outcome(enum.Enum):
@@ -263,7 +264,7 @@ class Delivery:
     lost: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
-    def headers(self) -> dict:
+    def headers(self) -> dict[str, Any]:
         return self.properties.headers or {}
 
 
@@ -345,7 +346,9 @@ class Consumer:
             # Per consumer (RabbitMQ's default; global QoS is deprecated).
             channel.basic_qos(prefetch_count=self._prefetch)
 
-            def on_message(ch: BlockingChannel, method: Basic.Deliver, properties: BasicProperties, body: bytes) -> None:
+            def on_message(
+                ch: BlockingChannel, method: Basic.Deliver, properties: BasicProperties, body: bytes
+            ) -> None:
                 delivery = Delivery(body, properties, method.delivery_tag, method.redelivered, method.routing_key, ch)
                 with self._cond:
                     self._pending.append(delivery)
@@ -362,10 +365,8 @@ class Consumer:
         finally:
             self._mark_unsettled_lost()  # the broker redelivers them once the connection is gone
             if connection.is_open:
-                try:
+                with suppress(AMQPError, OSError):
                     connection.close()
-                except (AMQPError, OSError):
-                    pass
 
     def _drain(self, connection: pika.BlockingConnection, channel: BlockingChannel, tags: list[str]) -> None:
         for tag in tags:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 def delay(attempt: int, base: float, cap: float | None = None) -> float:
     """The wait after failed attempt `attempt` (1, 2, 3, ...): base, 2×base, 4×base, ..., at most `cap`."""
-    value = base * 2 ** (attempt - 1)
+    value = base * 2.0 ** (attempt - 1)
     return value if cap is None else min(value, cap)
 
 

@@ -81,7 +81,7 @@ class KeyRing:
         if access.api_keys_file is not None:
             entries += _from_file(access.api_keys_file)
         names = [entry.client.name for entry in entries]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
+        duplicates = sorted({name for name in names if names.count(name) > 1}, key=str)
         if duplicates:
             raise KeyRingError(f"client names must be unique; repeated: {', '.join(map(str, duplicates))}")
         return cls(entries, access.webhook_secret)

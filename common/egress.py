@@ -43,7 +43,7 @@ def resolve(host: str, port: int) -> list[IPAddress]:
         raise UnsafeTarget(f"host {host!r} does not resolve") from exc
     addresses: list[IPAddress] = []
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if address not in addresses:
             addresses.append(address)
     if not addresses:
@@ -107,7 +107,9 @@ class EgressPolicy:
         for candidate in filter(None, (address, embedded)):
             if (candidate, port) in self.own_endpoints:
                 raise UnsafeTarget(f"{candidate}:{port} is one of this system's own services")
-        if any(address in network or (embedded is not None and embedded in network) for network in self.allowed_networks):
+        if any(
+            address in network or (embedded is not None and embedded in network) for network in self.allowed_networks
+        ):
             return
         kind = non_public_kind(address)
         if kind:

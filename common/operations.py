@@ -11,9 +11,11 @@ and a JSON array of objects with a "name" key is accepted too.
 
 import json
 import unicodedata
+from collections.abc import Mapping
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 MAX_DIMENSION = 16384
 DEFAULT_BOX = 800
@@ -98,7 +100,7 @@ class Filter(_Operation):
 
 
 Operation = Annotated[Resize | Watermark | Filter, Field(discriminator="name")]
-OPERATION_MODELS: dict[str, type[_Operation]] = {
+OPERATION_MODELS: dict[str, type[Resize | Watermark | Filter]] = {
     model.model_fields["name"].default: model for model in (Resize, Watermark, Filter)
 }
 
@@ -144,7 +146,7 @@ def parse_operations(spec: str, max_operations: int) -> list[Resize | Watermark 
     return [_validate(index, item) for index, item in enumerate(items, start=1)]
 
 
-def _validate(index: int, item: dict) -> Resize | Watermark | Filter:
+def _validate(index: int, item: Mapping[str, object]) -> Resize | Watermark | Filter:
     name = item.get("name")
     model = OPERATION_MODELS.get(name) if isinstance(name, str) else None
     if model is None:
@@ -162,7 +164,7 @@ def _validate(index: int, item: dict) -> Resize | Watermark | Filter:
         ) from exc
 
 
-def _describe_error(err: dict) -> str:
+def _describe_error(err: ErrorDetails) -> str:
     where = ".".join(str(part) for part in err["loc"])
     if err["type"] == "extra_forbidden":
         return f"unknown parameter {where!r}"
@@ -170,7 +172,7 @@ def _describe_error(err: dict) -> str:
     return f"{where}: {message}" if where else message
 
 
-def _item_to_dict(item: str) -> dict:
+def _item_to_dict(item: str) -> dict[str, str]:
     item = item.strip()
     if not item:
         raise OperationsError("empty operation in list (two commas in a row?)")
@@ -199,7 +201,9 @@ def _item_to_dict(item: str) -> dict:
 
 def _split_top_level(text: str, separator: str) -> list[str]:
     """Split on separator outside quotes and parentheses."""
-    parts, current, depth, quote = [], [], 0, ""
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quote = 0, ""
     for char in text:
         if quote:
             if char == quote:

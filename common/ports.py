@@ -5,14 +5,14 @@
 import threading
 from collections.abc import Iterator
 from datetime import datetime
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 
 class ObjectStorage(Protocol):
-    def put(self, key: str, data: bytes, content_type: str, metadata: dict | None = None) -> None: ...
+    def put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> None: ...
 
     def put_file(
-        self, key: str, stream: BinaryIO, size: int, content_type: str, metadata: dict | None = None
+        self, key: str, stream: BinaryIO, size: int, content_type: str, metadata: dict[str, str] | None = None
     ) -> None: ...
 
     def get(self, key: str) -> bytes: ...
@@ -34,7 +34,7 @@ class MessagePublisher(Protocol):
         body: bytes,
         *,
         message_id: str | None = None,
-        headers: dict | None = None,
+        headers: dict[str, Any] | None = None,
         content_type: str = "application/json",
         cancel: threading.Event | None = None,
     ) -> None: ...

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import BinaryIO
 
 import urllib3
 from minio import Minio
@@ -81,13 +82,16 @@ class ObjectStore:
         except StorageError:
             return False
 
-    def put(self, key: str, data: bytes, content_type: str, metadata: dict | None = None) -> None:
+    def put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> None:
         self.put_file(key, io.BytesIO(data), len(data), content_type, metadata)
 
-    def put_file(self, key: str, stream, size: int, content_type: str, metadata: dict | None = None) -> None:
+    def put_file(
+        self, key: str, stream: BinaryIO, size: int, content_type: str, metadata: dict[str, str] | None = None
+    ) -> None:
         with _translated(key):
             self._client.put_object(
-                self.bucket, key, stream, size, content_type=content_type, metadata=metadata
+                self.bucket, key, stream, size, content_type=content_type,
+                metadata=None if metadata is None else {**metadata},
             )
 
     def get(self, key: str) -> bytes:

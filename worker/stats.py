@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from common.amqp import Delivery, Handler, Outcome
 from common.jobs import JobRecord
@@ -63,8 +64,8 @@ class WorkerStats:
         self._busy_periods: deque[tuple[float, float]] = deque()  # (start, end), monotonic
         # (finished at, completed?, latency bucket, processing bucket) for the recent window
         self._recent_jobs: deque[tuple[float, bool, int, int]] = deque()
-        self._completed: Counter = Counter()
-        self._failed: dict[str, Counter] = {}
+        self._completed: Counter[str] = Counter()
+        self._failed: dict[str, Counter[str]] = {}
         self._retried = 0
         self._processing = Histogram()
         self._latency = Histogram()
@@ -204,7 +205,7 @@ class WorkerStats:
             self.write()
 
 
-def _seconds(start, end) -> float:
+def _seconds(start: datetime | None, end: datetime | None) -> float:
     if start is None or end is None:
         return 0.0
     return max((end - start).total_seconds(), 0.0)

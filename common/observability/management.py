@@ -15,6 +15,7 @@ the client asks the node that answered last and moves to the next one when it ca
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -113,12 +114,15 @@ class ManagementApi:
     def _vhost(self) -> str:
         return quote(self.vhost, safe="")
 
-    def queues(self) -> list[dict]:
+    def queues(self) -> list[dict[str, Any]]:
         """Every queue of the virtual host; HTTPStatusError (404) if the virtual host does not exist."""
-        return self.client.get(f"/queues/{self._vhost}").raise_for_status().json()
+        queues: list[dict[str, Any]] = self.client.get(f"/queues/{self._vhost}").raise_for_status().json()
+        return queues
 
-    def queue(self, name: str) -> dict:
-        return self.client.get(f"/queues/{self._vhost}/{quote(name, safe='')}").raise_for_status().json()
+    def queue(self, name: str) -> dict[str, Any]:
+        response = self.client.get(f"/queues/{self._vhost}/{quote(name, safe='')}").raise_for_status()
+        queue: dict[str, Any] = response.json()
+        return queue
 
     def delete_queue(self, name: str) -> None:
         self.client.delete(f"/queues/{self._vhost}/{quote(name, safe='')}").raise_for_status()
@@ -194,9 +198,10 @@ class BrokerStats:
         return [q for q in self.queues if q.role == role and q.exists]
 
     def total(self, role: str, attribute: str) -> float:
-        return sum(getattr(q, attribute) for q in self.by_role(role))
+        total: float = sum(getattr(q, attribute) for q in self.by_role(role))
+        return total
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "available": self.available,
             "error": self.error,
@@ -206,11 +211,11 @@ class BrokerStats:
         }
 
 
-def _rate(queue: dict, stat: str) -> float:
+def _rate(queue: dict[str, Any], stat: str) -> float:
     return float(((queue.get("message_stats") or {}).get(f"{stat}_details") or {}).get("rate") or 0.0)
 
 
-def _queue_stats(name: str, raw: dict | None) -> QueueStats:
+def _queue_stats(name: str, raw: dict[str, Any] | None) -> QueueStats:
     role = queue_role(name) or "other"
     if raw is None:
         return QueueStats(name=name, role=role, exists=False)

@@ -92,14 +92,14 @@ class Histogram(BaseModel):
     def add(self, other: "Histogram") -> bool:
         if other.bounds != self.bounds or len(other.counts) != len(self.counts):
             return False
-        self.counts = [a + b for a, b in zip(self.counts, other.counts)]
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
         self.sum += other.sum
         return True
 
     def cumulative(self) -> list[tuple[float, int]]:
         """(upper bound, count of values <= it) pairs, ending with (+Inf, total)."""
         pairs, running = [], 0
-        for bound, count in zip([*self.bounds, float("inf")], self.counts):
+        for bound, count in zip([*self.bounds, float("inf")], self.counts, strict=False):
             running += count
             pairs.append((bound, running))
         return pairs
@@ -180,8 +180,8 @@ class WorkerView:
 class Totals:
     """Every worker snapshot added up: what /metrics and /stats report for the whole system."""
 
-    completed: Counter = field(default_factory=Counter)  # operations label -> jobs
-    failed: Counter = field(default_factory=Counter)  # (operations label, reason) -> jobs
+    completed: Counter[str] = field(default_factory=Counter)  # operations label -> jobs
+    failed: Counter[tuple[str, str]] = field(default_factory=Counter)  # (operations label, reason) -> jobs
     retried: int = 0
     busy_s: float = 0.0
     wall_s: float = 0.0
@@ -200,8 +200,8 @@ class Totals:
         return sum(self.failed.values())
 
     @property
-    def failed_by_reason(self) -> Counter:
-        by_reason: Counter = Counter()
+    def failed_by_reason(self) -> Counter[str]:
+        by_reason: Counter[str] = Counter()
         for (_, reason), count in self.failed.items():
             by_reason[reason] += count
         return by_reason
@@ -267,8 +267,8 @@ def _add_recent(total: RecentWindow, part: RecentWindow) -> None:
     total.completed += part.completed
     total.failed += part.failed
     total.busy_s += part.busy_s
-    total.latency_counts = [a + b for a, b in zip(total.latency_counts, part.latency_counts)]
-    total.processing_counts = [a + b for a, b in zip(total.processing_counts, part.processing_counts)]
+    total.latency_counts = [a + b for a, b in zip(total.latency_counts, part.latency_counts, strict=True)]
+    total.processing_counts = [a + b for a, b in zip(total.processing_counts, part.processing_counts, strict=False)]
 
 
 class SnapshotReader:

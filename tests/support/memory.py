@@ -28,7 +28,7 @@ class MemoryObjectStore:
         self.failing_prefix = ""
         self.down = False
 
-    def put(self, key: str, data: bytes, content_type: str, metadata: dict | None = None) -> None:
+    def put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> None:
         self._check()
         if self.failing_puts and key.startswith(self.failing_prefix):
             self.failing_puts -= 1
@@ -37,7 +37,9 @@ class MemoryObjectStore:
         self.modified[key] = datetime.now(UTC)
         self.puts.append((key, data))
 
-    def put_file(self, key: str, stream: BinaryIO, size: int, content_type: str, metadata: dict | None = None) -> None:
+    def put_file(
+        self, key: str, stream: BinaryIO, size: int, content_type: str, metadata: dict[str, str] | None = None
+    ) -> None:
         self.put(key, stream.read(size), content_type, metadata)
 
     def get(self, key: str) -> bytes:
