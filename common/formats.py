@@ -4,7 +4,7 @@ Pillow is only ever asked to open these formats (`Image.open(..., formats=PILLOW
 plugins of every other format it knows (DDS, FTEX, ...) never see an uploaded byte.
 """
 
-from typing import Literal
+from typing import Literal, get_args
 
 # Pillow's format name → the name the API and job records use. Pillow names a JPEG that carries
 # extra pictures (what many cameras and phones write) MPO; its first picture is an ordinary JPEG.
@@ -22,7 +22,7 @@ PILLOW_FORMATS: tuple[str, ...] = tuple(name for name in INPUT_FORMATS if name !
 ACCEPTED_NAMES: tuple[str, ...] = tuple(sorted(set(INPUT_FORMATS.values())))
 
 OutputFormat = Literal["jpeg", "png", "webp"]
-OUTPUT_FORMATS: tuple[str, ...] = ("jpeg", "png", "webp")
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
 CONTENT_TYPES: dict[str, str] = {
     "jpeg": "image/jpeg",
     "png": "image/png",
@@ -36,6 +36,12 @@ KEPT_FORMATS: frozenset[str] = frozenset(OUTPUT_FORMATS)
 
 # ICC profiles above this are dropped, not copied: real ones are a few hundred KB at most.
 MAX_ICC_PROFILE_BYTES = 1024 * 1024
+
+
+def output_format(name: str) -> OutputFormat | None:
+    """The output format `name` (lower case) names, "jpg" being JPEG's other name; None if it names none."""
+    name = "jpeg" if name == "jpg" else name
+    return next((format_ for format_ in OUTPUT_FORMATS if format_ == name), None)
 
 
 def accepted_list() -> str:

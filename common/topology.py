@@ -21,6 +21,7 @@ starts first creates it.
 """
 
 from dataclasses import dataclass
+from typing import Final
 
 from pika.adapters.blocking_connection import BlockingChannel
 
@@ -43,8 +44,8 @@ RETRY_QUEUE_PREFIX = "images.jobs.retry"
 EVENTS_EXCHANGE = "images.events"
 NOTIFICATIONS_QUEUE = "images.notifications"
 NOTIFICATION_RETRY_QUEUE_PREFIX = "images.notifications.retry"
-EVENT_COMPLETED = "job.completed"
-EVENT_FAILED = "job.failed"
+EVENT_COMPLETED: Final = "job.completed"
+EVENT_FAILED: Final = "job.failed"
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -295,7 +296,7 @@ class JobHandler:
             logger.exception("could not write the job record", extra={"job_id": record.job_id})
 
 
-def _header_int(headers: dict, name: str) -> int:
+def _header_int(headers: dict[str, Any], name: str) -> int:
     try:
         return max(0, int(headers.get(name, 0)))
     except (TypeError, ValueError):

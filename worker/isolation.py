@@ -98,9 +98,12 @@ class PipelineProcess:
             kind, payload = self._connection.recv()
         except (EOFError, OSError):
             code = self._reap()
-            raise ImageRejected("processing_error", f"the image process ended unexpectedly (exit code {code})") from None
+            raise ImageRejected(
+                "processing_error", f"the image process ended unexpectedly (exit code {code})"
+            ) from None
         if kind == "ok":
-            return payload
+            processed: ProcessedImage = payload
+            return processed
         reason, message = payload
         raise ImageRejected(reason, message)
 

@@ -6,10 +6,10 @@ an image in mode L, LA, RGB or RGBA; everything else is converted here after dec
 
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from io import BytesIO
-from typing import Literal
+from typing import Literal, cast
 
 from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
@@ -20,7 +20,9 @@ from common.formats import (
     MAX_ICC_PROFILE_BYTES,
     OUTPUT_FORMATS,
     PILLOW_FORMATS,
+    OutputFormat,
     accepted_list,
+    output_format,
 )
 from common.imaging import declared_size
 from common.operations import Operation, Resize
@@ -53,7 +55,7 @@ class ProcessedImage:
     data: bytes
     width: int
     height: int
-    format: str  # "jpeg" | "png" | "webp"
+    format: OutputFormat
     content_type: str
 
 
@@ -229,7 +231,9 @@ def _cmyk_to_rgb(image: Image.Image, icc: bytes | None) -> tuple[Image.Image, by
         try:
             source = ImageCms.ImageCmsProfile(BytesIO(icc))
             srgb = ImageCms.createProfile("sRGB")
-            return ImageCms.profileToProfile(image, source, srgb, outputMode="RGB"), None
+            converted = ImageCms.profileToProfile(image, source, srgb, outputMode="RGB")
+            if converted is not None:  # None only when converting in place
+                return converted, None
         except (ImageCms.PyCMSError, OSError, ValueError):
             pass  # a broken or non-CMYK profile: fall back to the plain conversion
     return image.convert("RGB"), None
@@ -239,26 +243,30 @@ def _grey_to_8_bit(image: Image.Image) -> Image.Image:
     """Scale 16-bit (I;16*), 32-bit (I) and float (F) greyscale to L; converting directly would
     clip everything above 255 to white. I holding 16-bit data, as PNG and TIFF decode to, is
     scaled as 16-bit; other ranges are stretched between their extremes."""
+    low: float
+    high: float
     if image.mode.startswith("I;16"):
         image = image.convert("I")
         low, high = 0, 65535
     else:
-        low, high = image.getextrema()
+        # One band: (lowest, highest).
+        low, high = cast(tuple[float, float], image.getextrema())
         if image.mode == "I" and low >= 0 and high <= 65535:
             low, high = 0, 65535
     scale = 255 / ((high - low) or 1)
     return image.point(lambda value: value * scale - low * scale).convert("L")
 
 
-def _output_format(requested: str | None, source_format: str | None, image: Image.Image) -> str:
+def _output_format(requested: str | None, source_format: str | None, image: Image.Image) -> OutputFormat:
     if requested:
-        format_ = {"jpg": "jpeg"}.get(requested.lower(), requested.lower())
-        if format_ not in OUTPUT_FORMATS:
+        format_ = output_format(requested.lower())
+        if format_ is None:
             raise ValueError(f"unknown output format {requested!r}; use {', '.join(OUTPUT_FORMATS)}")
         return format_
-    source = INPUT_FORMATS.get(source_format or "")
-    if source in KEPT_FORMATS:
-        return source
+    source = INPUT_FORMATS.get(source_format or "", "")
+    kept = output_format(source) if source in KEPT_FORMATS else None
+    if kept is not None:
+        return kept
     return "png" if image.mode in ("LA", "RGBA") else "jpeg"
 
 
@@ -269,7 +277,7 @@ def _encode(image: Image.Image, format_: str, quality: int, icc: bytes | None) -
         image = image.convert("RGB" + image.mode[1:])  # WebP has no greyscale
     if icc and icc[16:20] != _ICC_COLOUR_SPACES[image.mode]:
         icc = None  # e.g. an RGB profile after grayscale: it would misdescribe the pixels
-    options: dict[str, object] = {
+    options: Mapping[str, object] = {
         "jpeg": {"quality": quality, "optimize": False, "progressive": False},
         # zlib's default level: 9 takes two to three times as long for 1-3 % smaller files.
         "png": {"compress_level": 6},
