@@ -91,7 +91,9 @@ class UploadGate:
     """Authenticates and rate-limits POST /upload before its body is read, so a refused client
     costs a header, not a 25 MB transfer. The client is left in the request state for the route."""
 
-    def __init__(self, app: ASGIApp, authenticator: Authenticator, limit: UploadRateLimit, path: str = "/upload") -> None:
+    def __init__(
+        self, app: ASGIApp, authenticator: Authenticator, limit: UploadRateLimit, path: str = "/upload"
+    ) -> None:
         self.app = app
         self.authenticator = authenticator
         self.limit = limit
@@ -112,7 +114,8 @@ class UploadGate:
 
 
 def get_authenticator(request: Request) -> Authenticator:
-    return request.app.state.authenticator
+    authenticator: Authenticator = request.app.state.authenticator
+    return authenticator
 
 
 def current_client(

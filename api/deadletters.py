@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -70,7 +71,7 @@ class DeadLetterStats(BaseModel):
 @dataclass
 class ReplayResult:
     replayed: list[str | None] = field(default_factory=list)
-    skipped: list[dict] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
     remaining: int = 0
 
 
@@ -111,7 +112,7 @@ class DeadLetterQueue:
                         message_id=message.message_id, headers=headers,
                         content_type=message.content_type or "application/json",
                     )
-                except Exception as exc:
+                except Exception as exc:  # reported per message; the letter stays
                     result.skipped.append({"job_id": letter.job_id, "error": f"{type(exc).__name__}: {exc}"})
                     continue
                 queue.remove(message)

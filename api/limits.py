@@ -1,5 +1,7 @@
 """Refuses oversized uploads before the body is read, by header or while it streams in."""
 
+import contextlib
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems
@@ -54,10 +56,8 @@ class UploadSizeLimit:
                 refused = True
                 await self._refuse(send, scope["path"])
 
-        try:
+        with contextlib.suppress(_TooLarge):
             await self.app(scope, limited_receive, refusing_send)
-        except _TooLarge:
-            pass
         if exceeded and not refused:
             await self._refuse(send, scope["path"])
 

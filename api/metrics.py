@@ -12,6 +12,7 @@ briefly), so the numbers are never kept in API memory.
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -60,7 +61,7 @@ class UploadCounters:
     def refused(self, status: int) -> None:
         self.rejected.labels(reason=reject_reason(status), status=str(status)).inc()
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         submitted = _values(self.submitted, "operations")
         rejected = _values(self.rejected, "reason", "status")
         return {

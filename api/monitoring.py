@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import generate_latest
 from starlette.types import Scope
@@ -80,7 +80,7 @@ class Monitoring:
         self._last_totals, self._last_read = aggregate(snapshots, time.time()), time.time()
         return WorkerStatsView(self._last_totals, True, None, self._last_read)
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         """The same picture as /metrics, as JSON."""
         view, broker = self.worker_stats(), self.broker_stats()
         totals = view.totals or Totals()
@@ -153,7 +153,7 @@ def _by_operations(totals: Totals) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _histogram(histogram: Histogram, recent_counts: list[int]) -> dict:
+def _histogram(histogram: Histogram, recent_counts: list[int]) -> dict[str, Any]:
     """All-time count, sum, mean, percentiles and cumulative buckets, and percentiles of the last minute."""
     count = histogram.count
     return {

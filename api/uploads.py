@@ -1,5 +1,6 @@
 """Checks on an uploaded file before anything is stored: size, content and dimensions."""
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -42,7 +43,7 @@ def sniff_image(file: BinaryIO, size: int, max_pixels: int) -> SniffedImage:
             f"the file is not an image in a supported format (by its content); accepted: {accepted_list()}",
             field="file",
         ) from None
-    except Exception as exc:
+    except Exception as exc:  # any decoder failure means "not an image we can read"
         logger.info("upload refused: unreadable image (%s: %s)", type(exc).__name__, exc)
         reason = (str(exc) or type(exc).__name__)[:200]
         raise UnsupportedImage(f"the file starts like an image but cannot be read: {reason}", field="file") from None
@@ -59,10 +60,9 @@ def sniff_image(file: BinaryIO, size: int, max_pixels: int) -> SniffedImage:
 
 
 def _rewind(file: BinaryIO) -> None:
-    try:
+    # Closed by a plugin: the upload is refused above, or fails when stored.
+    with contextlib.suppress(ValueError, OSError):
         file.seek(0)
-    except (ValueError, OSError):
-        pass  # closed by a plugin: the upload is refused above, or fails when stored
 
 
 def parse_output_format(value: str | None) -> str | None:

@@ -112,7 +112,9 @@ class _CheckedBackend(httpcore.NetworkBackend):
                 last_error = exc
         raise last_error or httpcore.ConnectTimeout("the delivery attempt ran out of time")
 
-    def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> httpcore.NetworkStream:
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:
         raise UnsafeTarget("unix sockets are never webhook targets")
 
     def sleep(self, seconds: float) -> None:
@@ -129,7 +131,7 @@ class WebhookSender:
     def attempt(self, url: str, secret: str, message_id: str, body: bytes) -> AttemptResult:
         """One delivery attempt; never raises for anything the endpoint or the network does."""
         timestamp = int(time.time())
-        headers = {
+        headers: dict[bytes | str, bytes | str] = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
             "webhook-id": message_id,

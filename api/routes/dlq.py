@@ -1,5 +1,7 @@
 """The dead-letter queue: what failed and why, and moving jobs back once the cause is fixed."""
 
+from typing import Any
+
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
@@ -20,7 +22,7 @@ class ReplayRequest(BaseModel):
 class ReplayResponse(BaseModel):
     replayed: int
     job_ids: list[str | None]
-    skipped: list[dict]
+    skipped: list[dict[str, Any]]
     remaining: int
 
 

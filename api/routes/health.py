@@ -1,5 +1,7 @@
 """Liveness and readiness."""
 
+from typing import Any
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
@@ -9,7 +11,7 @@ router = APIRouter()
 
 
 @router.get("/health")
-def health() -> dict:
+def health() -> dict[str, Any]:
     return {"status": "ok"}
 
 

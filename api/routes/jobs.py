@@ -34,7 +34,10 @@ def upload(
     file: Annotated[UploadFile, File(description="The image: JPEG, PNG, WebP, GIF, BMP or TIFF")],
     operations: Annotated[
         str | None,
-        Form(description='e.g. "resize,watermark" or "resize(width=800,fit=cover),filter(name=blur,radius=2)" or a JSON array'),
+        Form(
+            description='e.g. "resize,watermark" or "resize(width=800,fit=cover),filter(name=blur,radius=2)"'
+            " or a JSON array"
+        ),
     ] = None,
     output_format: Annotated[str | None, Form(description="jpeg, png or webp; default: the input's")] = None,
     quality: Annotated[int | None, Form(ge=1, le=100)] = None,

@@ -1,6 +1,6 @@
 """GET /metrics (Prometheus text format) and GET /stats (the same picture as JSON)."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -12,7 +12,8 @@ router = APIRouter(tags=["monitoring"])
 
 
 def get_monitoring(request: Request) -> Monitoring:
-    return request.app.state.monitoring
+    monitoring: Monitoring = request.app.state.monitoring
+    return monitoring
 
 
 MonitoringDep = Annotated[Monitoring, Depends(get_monitoring)]
@@ -24,5 +25,5 @@ def metrics(monitoring: MonitoringDep) -> Response:
 
 
 @router.get("/stats")
-def stats(monitoring: MonitoringDep, _client: CurrentClient) -> dict:
+def stats(monitoring: MonitoringDep, _client: CurrentClient) -> dict[str, Any]:
     return monitoring.stats()
