@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         cluster = BrokerCluster().start()
         storage = PrivateStorageCluster(work / "seaweedfs").start()
         vhost = BrokerVhost(endpoint=cluster.seed.endpoint).create()
-        storage_pids = [p.pid for p in storage._processes.values()]
+        storage_pids = [p.pid for p in storage._processes.values()]  # the bench meters them
         bench = BenchSystem(
             storage.endpoint, storage_pids, work / "logs", workers=2, vhost=vhost,
             env={

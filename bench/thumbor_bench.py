@@ -184,7 +184,7 @@ def _measure(base_url: str, fetch: Callable[[httpx.Client, Path], None], paths: 
                 started = time.perf_counter()
                 try:
                     fetch(client, path)
-                except BaseException as exc:
+                except BaseException as exc:  # raised in the caller's thread below
                     errors.append(exc)
                     return
                 latencies.append((time.perf_counter() - started) * 1000)
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     store = PrivateObjectStore(work / "s3").start()
     thumbor = system = None
     try:
-        assert store._process is not None
+        assert store._process is not None  # the bench meters the store's process
         thumbor = Thumbor(folder, work / "logs")
         system = BenchSystem(store.endpoint, store._process.pid, work / "logs", 2, concurrency=CLIENTS, env=env)
         figures = compare(thumbor, SystemOnThumborsWorkload(system), images, args.count, args.rounds)

@@ -69,7 +69,7 @@ def connection_parameters(broker: BrokerSettings, name: str) -> list[pika.Connec
 def connect(broker: BrokerSettings, name: str) -> pika.BlockingConnection:
     """A connection to the first broker node that answers (logged, so a move to another node shows)."""
     connection = pika.BlockingConnection(connection_parameters(broker, name))
-    params = getattr(connection._impl, "params", None)
+    params = getattr(connection._impl, "params", None)  # pika keeps the node it chose only here
     if params is not None and len(broker.nodes) > 1:
         logger.info("%s: connected to broker node %s:%s", name, params.host, params.port)
     return connection

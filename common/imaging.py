@@ -34,7 +34,7 @@ def declared_size(data: bytes | BinaryIO) -> tuple[int, int] | None:
             file.seek(0)
             with factory(file, "") as image:
                 return image.size
-        except Exception:
+        except Exception:  # a header that does not parse names no size
             continue
         finally:
             file.seek(0)

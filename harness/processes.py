@@ -38,7 +38,7 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
                 return value
         except GiveUp:
             raise
-        except Exception as exc:
+        except Exception as exc:  # reported below if it never succeeds
             last_error = exc
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last error: {last_error!r}")

@@ -19,6 +19,7 @@ known status is kept in `error`.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -224,10 +225,8 @@ class LoadClient:
             while True:
                 remaining = max(0.0, deadline - time.time())
                 if self.follow == EVENTS:
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(waiter.wait(), min(self.backstop_s, remaining))
-                    except TimeoutError:
-                        pass
                 else:
                     await asyncio.sleep(min(self.poll_interval, remaining))
                 record = await self._status(job.job_id)

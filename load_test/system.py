@@ -7,6 +7,7 @@ the unacknowledged count (messages a worker holds), but its statistics are refre
 `collect_statistics_interval` (5 s by default), so it is not used for anything time-critical.
 """
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -100,10 +101,8 @@ class Broker:
 
     def _close_connection(self) -> None:
         if self._connection is not None and self._connection.is_open:
-            try:
+            with contextlib.suppress(AMQPError):
                 self._connection.close()
-            except AMQPError:
-                pass
         self._connection = None
 
 

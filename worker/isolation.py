@@ -173,7 +173,7 @@ def _serve(connection: Connection, memory_limit_mb: int) -> None:
             reply = ("rejected", (exc.reason, str(exc)))
         except MemoryError:
             reply = ("rejected", ("out_of_memory", f"the image needs more than {memory_limit_mb} MB to process"))
-        except Exception as exc:
+        except Exception as exc:  # reported as the job's failure, the child carries on
             reply = ("rejected", ("processing_error", f"processing failed: {type(exc).__name__}: {exc}"))
         try:
             connection.send(reply)

@@ -187,7 +187,7 @@ def _unrecognised(data: bytes) -> ImageRejected:
     try:
         with Image.open(BytesIO(data)) as image:
             found = image.format
-    except Exception:
+    except Exception:  # other formats' plugins may raise anything on hostile bytes
         found = None
     if found is None:
         return ImageRejected(

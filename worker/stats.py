@@ -172,7 +172,7 @@ class WorkerStats:
             try:
                 body = self.snapshot().model_dump_json().encode()
                 self._store.put(self.key, body, content_type="application/json")
-            except Exception as exc:
+            except Exception as exc:  # statistics must never stop the worker
                 if not self._write_failing:
                     logger.warning("could not write worker statistics to %s: %s", self.key, exc)
                 self._write_failing = True

@@ -404,4 +404,4 @@ def _overlay() -> dict[str, Any]:
     loader = type("OverlayLoader", (yaml.SafeLoader,), {})
     for tag in ("!reset", "!override"):
         loader.add_constructor(tag, lambda load, node: load.construct_sequence(node) if isinstance(node, yaml.SequenceNode) else None)
-    return yaml.load((ROOT / "docker-compose.cluster.yml").read_text(), Loader=loader)
+    return yaml.load((ROOT / "docker-compose.cluster.yml").read_text(), Loader=loader)  # SafeLoader subclass
