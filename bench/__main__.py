@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         "profile": profiled,
         "details": {
             "inprocess_rounds": {label: inprocess[label + ":rounds"] for label in plan.sizes},
-            "system": {str(w): {l: asdict(r) for l, r in end_to_end["system"][w].items()} for w in plan.workers},
-            "celery": {str(w): {l: asdict(r) for l, r in end_to_end["celery"][w].items()} for w in plan.workers},
+            "system": {str(w): {s: asdict(r) for s, r in end_to_end["system"][w].items()} for w in plan.workers},
+            "celery": {str(w): {s: asdict(r) for s, r in end_to_end["celery"][w].items()} for w in plan.workers},
         },
     }
     path = report.write(results, args.out)
@@ -287,7 +287,7 @@ def run_profile(plan, images, args, endpoint: str, store_pid: int, out: Path) ->
         "cpu_ms_per_job": measured.cpu_ms_per_job,
         "worker_wall_ms_per_job": worker,
         "api_upload_wall_ms": profile.breakdown(
-            samples["api_wall"], profile.UPLOAD_PHASES + (("other", None),), count, thread_has=upload, within=upload
+            samples["api_wall"], (*profile.UPLOAD_PHASES, ("other", None)), count, thread_has=upload, within=upload
         ),
         "api_gil_ms_per_upload": profile.breakdown(samples["api_gil"], profile.API_CPU_PHASES, count),
     }

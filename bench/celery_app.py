@@ -60,7 +60,7 @@ def make_thumbnail(source_key: str, result_key: str, text: str = "imgpipe", qual
     size = max(8, round(min(image.size) * 0.05))
     font = ImageFont.truetype(FONT, size)
     stroke = max(1, round(size / 12))
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font, stroke_width=stroke)
+    _left, _top, right, bottom = draw.textbbox((0, 0), text, font=font, stroke_width=stroke)
     margin = round(min(image.size) * 0.02)
     position = (image.width - right - margin, image.height - bottom - margin)
     draw.text(position, text, font=font, fill=(255, 255, 255, 128), stroke_width=stroke, stroke_fill=(0, 0, 0, 128))

@@ -34,7 +34,8 @@ class BenchCelery:
         self.store.ensure_bucket()
         endpoint = self.vhost.endpoint
         broker_url = (
-            f"amqp://{endpoint.user}:{endpoint.password}@{endpoint.host}:{endpoint.port}/{quote(self.vhost.name, safe='')}"
+            f"amqp://{endpoint.user}:{endpoint.password}@{endpoint.host}:{endpoint.port}"
+            f"/{quote(self.vhost.name, safe='')}"
         )
         self.env = {
             **os.environ,

@@ -63,7 +63,9 @@ class Profiler:
         command = [py_spy(), "record", "--pid", str(self.pid), "--rate", str(RATE), "--format", "raw",
                    "--threads", "--nonblocking", "-o", str(self.output)]
         self._process = subprocess.Popen(
-            command + (["--idle"] if self.idle else []) + (["--gil"] if self.gil else []), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            command + (["--idle"] if self.idle else []) + (["--gil"] if self.gil else []),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         return self
 

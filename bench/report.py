@@ -78,7 +78,8 @@ def table(results: dict) -> str:
     lines = [header, "|" + " --- |" * (header.count("|") - 1)]
     for label, s in results["sizes"].items():
         lines.append(
-            f"| {label} MP ({len(s['images'])} aspects, {s['width']}×{s['height']} at 4:3) | {s['limit_img_s']:.1f} | {s['libvips_img_s']:.1f} "
+            f"| {label} MP ({len(s['images'])} aspects, {s['width']}×{s['height']} at 4:3) "
+            f"| {s['limit_img_s']:.1f} | {s['libvips_img_s']:.1f} "
             f"| {_pair(s['system_img_s'])} | {_pair(s['celery_img_s'])} "
             f"| {_num(s['system_p50_ms'], 0)} / {_num(s['celery_p50_ms'], 0)} "
             f"| {_num(s['pipeline_vs_libvips'], 2)} | {_num(s['system_vs_limit'], 2)} "
@@ -152,7 +153,8 @@ def chart(results: dict, path: Path) -> None:
             results["sizes"][s][key] if workers is None else results["sizes"][s][key].get(workers, 0)
             for s in sizes
         ]
-        top.bar([i + (index - len(CONTENDERS) / 2 + 0.5) * width for i in range(len(sizes))], values, width, label=label)
+        offset = (index - len(CONTENDERS) / 2 + 0.5) * width
+        top.bar([i + offset for i in range(len(sizes))], values, width, label=label)
     top.set_yscale("log")
     top.set_ylabel("images / second (log)")
     top.set_xticks(range(len(sizes)), [f"{s} MP" for s in sizes])

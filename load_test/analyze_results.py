@@ -24,6 +24,8 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 import matplotlib
 
 matplotlib.use("Agg")
+import itertools
+
 import matplotlib.pyplot as plt
 from rich.console import Console
 from rich.table import Table
@@ -308,7 +310,7 @@ def scaling_notes(runs: list[Run], cores: int | None) -> list[str]:
         return []
     base = scaled[0].summary
     notes = []
-    for previous, current in zip(scaled, scaled[1:], strict=False):
+    for previous, current in itertools.pairwise(scaled):
         p, c = previous.summary, current.summary
         speedup = c["throughput_img_s"] / p["throughput_img_s"]
         p_latency, c_latency = p["latency_ms"]["p50"] / 1000, c["latency_ms"]["p50"] / 1000

@@ -80,9 +80,12 @@ def run_submissions(
     args: argparse.Namespace, settings: Settings, submissions: list[Submission]
 ) -> tuple[list[JobResult], list[QueueSample], dict]:
     """Submits and follows every job while sampling the queue and the CPU; returns what was seen."""
-    with CpuMeter() as cpu, QueueSampler(settings, args.sample_interval, args.management_url) as sampler:
-        with RunProgress(len(submissions), args.quiet) as progress:
-            jobs = make_client(args, settings, progress).run_sync(submissions)
+    with (
+        CpuMeter() as cpu,
+        QueueSampler(settings, args.sample_interval, args.management_url) as sampler,
+        RunProgress(len(submissions), args.quiet) as progress,
+    ):
+        jobs = make_client(args, settings, progress).run_sync(submissions)
     return jobs, sampler.samples, cpu.result
 
 

@@ -43,7 +43,9 @@ class Broker:
         self._management = ManagementApi.from_settings(settings.broker)
         if management_url:
             self._management = ManagementApi(
-                httpx.Client(base_url=management_url, auth=(settings.rabbitmq_user, settings.rabbitmq_password), timeout=5),
+                httpx.Client(
+                    base_url=management_url, auth=(settings.rabbitmq_user, settings.rabbitmq_password), timeout=5
+                ),
                 settings.rabbitmq_vhost,
             )
 

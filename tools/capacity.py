@@ -13,6 +13,7 @@ storage node, network per storage node, how busy a core may run.
 """
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -130,7 +131,7 @@ def interpolate(costs: list[JobCost], megapixels: float) -> JobCost:
         )
     ordered = sorted(costs, key=lambda c: c.megapixels)
     low, high = ordered[0], ordered[1]
-    for first, second in zip(ordered, ordered[1:]):
+    for first, second in itertools.pairwise(ordered):
         low, high = first, second
         if megapixels <= second.megapixels:
             break
@@ -227,7 +228,9 @@ def table(plans: list[Plan], markdown: bool) -> str:
         return "\n".join(lines)
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     return "\n".join(
-        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
         for row in [header, *rows]
     )
 

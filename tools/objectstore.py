@@ -70,7 +70,8 @@ def weed_command(data_dir: Path, s3_port: int, role: str = "mini", index: int = 
             for flag, port in zip(
                 ("s3.port", "master.port", "volume.port", "filer.port", "s3.port.iceberg", "s3.port.lance",
                  "admin.port"),
-                ports_used(s3_port),
+                ports_used(s3_port),  # the HTTP ports come first, then their gRPC ports
+                strict=False,
             )
         ]
     if role == "master":
