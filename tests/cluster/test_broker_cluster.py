@@ -2,9 +2,9 @@
 
 The system (API, two workers, notifier) runs with RABBITMQ_HOSTS naming all three nodes and
 QUEUE_TYPE=quorum. 200 jobs are queued (a burst: the workers start once they are in), and once
-50 have completed the work queue's leader is killed (SIGKILL, no goodbye). Every job must complete exactly once, nothing may be lost, the
-services must reconnect to the survivors without a restart, and the leader must move; then the
-node comes back and rejoins.
+50 have completed the work queue's leader is killed (SIGKILL, no goodbye). Every job must complete
+exactly once, nothing may be lost, the services must reconnect to the survivors without a restart,
+and the leader must move; then the node comes back and rejoins.
 """
 
 import time

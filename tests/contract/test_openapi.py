@@ -28,7 +28,11 @@ CONFIG = schemathesis.config.SchemathesisConfig.from_dict(
         "operations": [
             {
                 "include-path": "/upload",
-                "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "401", "403", "413", "415", "422", "429", "503"]}},
+                "checks": {
+                    "positive_data_acceptance": {
+                        "expected-statuses": ["2xx", "401", "403", "413", "415", "422", "429", "503"]
+                    }
+                },
             }
         ]
     }

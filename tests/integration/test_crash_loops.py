@@ -14,7 +14,7 @@ def test_a_job_that_keeps_killing_workers_fails_after_max_attempts(make_system, 
     job_id = upload_ok(system, sample_jpg, operations=SLOW_OPERATIONS)
     for attempt, worker in ((1, "worker-1"), (2, "worker-2")):
         wait_for(
-            lambda: (s := system.status(job_id))["status"] == "processing" and s["attempts"] == attempt,
+            lambda attempt=attempt: (s := system.status(job_id))["status"] == "processing" and s["attempts"] == attempt,
             60, f"attempt {attempt} to start",
         )
         system.services[worker].kill()  # as the OOM killer would, mid-job

@@ -228,7 +228,7 @@ def test_logs_follow_one_job_through_every_service(monitored: System) -> None:
 
     def lines_about_job() -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
-        for name, service in monitored.services.items():
+        for service in monitored.services.values():
             for line in service.log().splitlines():
                 try:
                     entry = json.loads(line)
@@ -285,7 +285,9 @@ def test_queue_depth_rises_when_workers_stop_and_drains_when_one_returns(monitor
     # The management API's figures are sampled (every 5 s): ready and consumers may catch up apart.
     stats = wait_stats(
         monitored,
-        lambda s: (s["queues"]["queues"][WORK_QUEUE]["ready"], s["queues"]["queues"][WORK_QUEUE]["consumers"]) == (4, 0),
+        lambda s: (
+            s["queues"]["queues"][WORK_QUEUE]["ready"], s["queues"]["queues"][WORK_QUEUE]["consumers"]
+        ) == (4, 0),
         "4 ready messages and no consumer in /stats", 30,
     )
     assert stats["workers"]["active"] == 0

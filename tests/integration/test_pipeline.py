@@ -55,7 +55,9 @@ def test_seed_operations_resize_and_watermark_fit_default_box(system: System, sa
 def test_output_format_converts_and_png_alpha_survives(system: System) -> None:
     from harness.processes import PROJECT_DIR
 
-    response = system.upload(PROJECT_DIR / "test_images" / "sample.png", operations="resize(width=200)", output_format="webp")
+    response = system.upload(
+        PROJECT_DIR / "test_images" / "sample.png", operations="resize(width=200)", output_format="webp"
+    )
     assert response.status_code == 202, response.text
     status = system.wait_finished(response.json()["job_id"])
     assert status["status"] == "completed", status

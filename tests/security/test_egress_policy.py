@@ -160,4 +160,5 @@ def test_own_endpoints_are_refused_even_inside_allowed_networks() -> None:
 
 def test_allowed_networks_setting_must_name_networks() -> None:
     with pytest.raises(ValueError, match="WEBHOOK_ALLOWED_NETWORKS"):
-        EgressPolicy.build(Settings(_env_file=None, webhook_allowed_networks="10.0.0.0/8,intranet").notifier.allowed_networks, [])
+        settings = Settings(_env_file=None, webhook_allowed_networks="10.0.0.0/8,intranet")
+        EgressPolicy.build(settings.notifier.allowed_networks, [])

@@ -67,7 +67,8 @@ def test_the_api_itself_is_never_a_webhook_target(make_system, sample_jpg) -> No
     # Even with loopback allowed (as for the tests' receivers), the API's own address is refused:
     # a failed job's event would otherwise be a replay request for itself.
     system = make_system(workers=("worker-a",))
-    for url in (f"{system.api_url}/dlq/replay", system.api_url.replace("127.0.0.1", "[::ffff:127.0.0.1]") + "/dlq/replay"):
+    mapped = system.api_url.replace("127.0.0.1", "[::ffff:127.0.0.1]")
+    for url in (f"{system.api_url}/dlq/replay", f"{mapped}/dlq/replay"):
         response = system.upload(sample_jpg, callback_url=url)
         assert response.status_code == 422, response.text
         assert "own services" in response.json()["detail"]
@@ -93,7 +94,9 @@ def test_sender_connects_to_the_address_it_checked(receiver) -> None:
         allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),), resolver=lambda host, port: answers[host]
     )
     sender = WebhookSender(allowed, timeout_s=5, max_response_bytes=1024)
-    result = sender.attempt(f"http://hooks.test:{receiver.port}/hook", TEST_WEBHOOK_SECRET, "msg_1", b'{"data":{"job_id":"x"}}')
+    result = sender.attempt(
+        f"http://hooks.test:{receiver.port}/hook", TEST_WEBHOOK_SECRET, "msg_1", b'{"data":{"job_id":"x"}}'
+    )
     assert result.delivered, result.detail
     assert receiver.calls[0].headers["Host"] == f"hooks.test:{receiver.port}"
 

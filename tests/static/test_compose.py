@@ -403,5 +403,7 @@ def _overlay() -> dict[str, Any]:
     # !reset / !override are Compose tags; their values are plain YAML for this reading.
     loader = type("OverlayLoader", (yaml.SafeLoader,), {})
     for tag in ("!reset", "!override"):
-        loader.add_constructor(tag, lambda load, node: load.construct_sequence(node) if isinstance(node, yaml.SequenceNode) else None)
+        loader.add_constructor(
+            tag, lambda load, node: load.construct_sequence(node) if isinstance(node, yaml.SequenceNode) else None
+        )
     return yaml.load((ROOT / "docker-compose.cluster.yml").read_text(), Loader=loader)  # SafeLoader subclass

@@ -13,7 +13,10 @@ HELPERS = ("port_open", "wait_for_port")
 
 
 def shell_scripts() -> list[Path]:
-    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    tracked = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout
     paths = [ROOT / name for name in tracked.splitlines()]
     return [path for path in paths if path.is_file() and (path.suffix == ".sh" or path in USERS)]
 

@@ -52,7 +52,11 @@ def test_a_job_whose_worker_died_may_start_again() -> None:
         (["start", "complete"], lambda r: r.fail("x", "y", "w"), "is completed: it cannot fail"),
         (["start", "complete"], lambda r: r.reset(), "is completed: it cannot reset"),
         ([], lambda r: r.complete(RESULT), "is queued: it cannot complete (only when processing)"),
-        ([], lambda r: r.note_webhook(WebhookDelivery(url="u", event="e", delivered=True, attempts=1)), "cannot note webhook"),
+        (
+            [],
+            lambda r: r.note_webhook(WebhookDelivery(url="u", event="e", delivered=True, attempts=1)),
+            "cannot note webhook",
+        ),
         (["start", "fail"], lambda r: r.start("w", 2), "is failed: it cannot start"),
     ],
 )

@@ -13,13 +13,13 @@ JOB_ID = "0123456789abcdef0123456789abcdef"
 
 
 def record(**changes) -> JobRecord:
-    fields = dict(
-        job_id=JOB_ID,
-        status=JobStatus.QUEUED,
-        operations=[Resize(width=100), Watermark()],
-        quality=85,
-        original=OriginalInfo(key=f"originals/{JOB_ID}", format="jpeg", width=10, height=10, bytes=100),
-    )
+    fields = {
+        "job_id": JOB_ID,
+        "status": JobStatus.QUEUED,
+        "operations": [Resize(width=100), Watermark()],
+        "quality": 85,
+        "original": OriginalInfo(key=f"originals/{JOB_ID}", format="jpeg", width=10, height=10, bytes=100),
+    }
     return JobRecord(**{**fields, **changes})
 
 
@@ -33,10 +33,14 @@ def test_job_message_round_trips_through_json() -> None:
     [
         b"{not json",
         b"{}",
-        b'{"job_id": "../../etc", "original_key": "x", "operations": [{"name": "resize"}], "submitted_at": "2026-01-01T00:00:00Z"}',
-        b'{"job_id": "0123456789abcdef0123456789abcdef", "original_key": "x", "operations": [], "submitted_at": "2026-01-01T00:00:00Z"}',
-        b'{"job_id": "0123456789abcdef0123456789abcdef", "original_key": "x", "operations": [{"name": "melt"}], "submitted_at": "2026-01-01T00:00:00Z"}',
-        b'{"job_id": "0123456789abcdef0123456789abcdef", "original_key": "x", "operations": [{"name": "resize"}], "quality": 500, "submitted_at": "2026-01-01T00:00:00Z"}',
+        b'{"job_id": "../../etc", "original_key": "x", "operations": [{"name": "resize"}], '
+        b'"submitted_at": "2026-01-01T00:00:00Z"}',
+        b'{"job_id": "0123456789abcdef0123456789abcdef", "original_key": "x", "operations": [], '
+        b'"submitted_at": "2026-01-01T00:00:00Z"}',
+        b'{"job_id": "0123456789abcdef0123456789abcdef", "original_key": "x", "operations": [{"name": "melt"}], '
+        b'"submitted_at": "2026-01-01T00:00:00Z"}',
+        b'{"job_id": "0123456789abcdef0123456789abcdef", "original_key": "x", "operations": [{"name": "resize"}], '
+        b'"quality": 500, "submitted_at": "2026-01-01T00:00:00Z"}',
     ],
 )
 def test_job_message_refuses_malformed_bodies(body: bytes) -> None:

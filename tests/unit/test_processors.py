@@ -208,7 +208,7 @@ def test_watermark_falls_back_to_builtin_font(monkeypatch):
     watermark_module._font.cache_clear()
     try:
         source = make_photo((400, 300))
-        left, top, right, bottom = changed_box(
+        _left, top, _right, bottom = changed_box(
             source, apply(source, Watermark(text="Hd", position="center", size=0.2))
         )
         assert 0.6 * 60 <= bottom - top <= 1.4 * 60
@@ -294,7 +294,9 @@ def test_watermark_does_not_keep_large_stamps():
 def test_watermark_stamp_never_exceeds_the_image_whatever_the_text() -> None:
     """A tower of combining marks (which validation refuses, but a message need not have been
     validated by this code) renders no larger than the image it goes on."""
-    tower = Watermark.model_construct(name="watermark", text="a" + "\u0301" * 99, position="center", opacity=0.5, size=0.5)
+    tower = Watermark.model_construct(
+        name="watermark", text="a" + "\u0301" * 99, position="center", opacity=0.5, size=0.5
+    )
     image = Image.new("RGB", (1000, 1000), "white")
     stamp = watermark_module._stamp(tower.text, 500, 980, 980, 0.5)
     assert stamp.width <= 980 and stamp.height <= 980

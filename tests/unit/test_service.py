@@ -51,7 +51,9 @@ def test_submit_stores_the_original_and_record_then_queues_the_job(ports) -> Non
     assert ports.jobs.get(record.job_id) == record
     (message,) = ports.publisher.published
     assert (message.exchange, message.routing_key, message.message_id) == ("images.jobs", "job", record.job_id)
-    assert json.loads(message.body)["operations"] == [{"name": "resize", "width": 20, "height": None, "fit": "contain", "upscale": False}]
+    assert json.loads(message.body)["operations"] == [
+        {"name": "resize", "width": 20, "height": None, "fit": "contain", "upscale": False}
+    ]
 
 
 @pytest.mark.parametrize(

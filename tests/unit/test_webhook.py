@@ -25,7 +25,11 @@ def test_signature_verifies_with_the_standard_webhooks_package() -> None:
     import time
 
     body, timestamp = b'{"type":"job.failed","data":{"job_id":"x"}}', int(time.time())
-    headers = {"webhook-id": "msg_x", "webhook-timestamp": str(timestamp), "webhook-signature": sign(SECRET, "msg_x", timestamp, body)}
+    headers = {
+        "webhook-id": "msg_x",
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(SECRET, "msg_x", timestamp, body),
+    }
     assert Webhook(SECRET).verify(body, headers) is not None
     with pytest.raises(WebhookVerificationError):
         Webhook(SECRET).verify(body + b" ", headers)
