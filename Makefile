@@ -10,7 +10,10 @@ SERVICE_REQUIREMENTS := common/requirements.txt api/requirements.txt worker/requ
 PIP_COMPILE = $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host $(if $(UPGRADE),--upgrade,)
 
-.PHONY: help venv lock run stop scale ps logs clean test test-random test-unit test-integration lint
+# The packages mypy checks with --strict (pyproject.toml [tool.mypy]); ruff checks the whole tree.
+TYPED_PACKAGES := common api worker notification
+
+.PHONY: help venv lock run stop scale ps logs clean test test-random test-unit test-integration lint lint-python
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -64,7 +67,11 @@ test-random: venv ## every test, in a random order (prints the seed; RANDOM_SEED
 test-unit: venv ## only the fast unit and static tests
 	@$(PY) -m pytest tests/unit tests/static
 
-lint: venv ## hadolint the Dockerfiles and check the compose file
+lint-python: venv ## ruff over the tree and mypy --strict over the services (settings in pyproject.toml)
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/mypy $(TYPED_PACKAGES)
+
+lint: lint-python ## lint-python, then hadolint the Dockerfiles and check the compose file and the manifests
 	@$(PY) -m pytest tests/static
 
 # --- Load tests and experiments (load_test/, README "Load tests and experiments") ---
