@@ -233,7 +233,7 @@ class LoadClient:
                 if record is not None:
                     last_status = record.get("status", "?")
                     if last_status in TERMINAL:
-                        job.observed_at = self._ended.get(job.job_id) or time.time()
+                        job.observe_end(self._ended.get(job.job_id) or time.time())
                         fill_from_record(job, record)
                         return
                 if time.time() >= deadline:

@@ -11,7 +11,8 @@ one machine and share the clock.
 
 Latencies (milliseconds):
     latency_ms          client-observed: upload start → the client learns the job ended
-                        (completion event received, or the status poll that saw it)
+                        (completion event received, or the status poll that saw it; never before
+                        the 202, which tells the client the job's id)
     upload_ms           upload start → the API's 202
     server_total_ms     job record: created_at (API accepted) → finished_at (worker done)
     queue_wait_ms       job record: created_at → started_at
@@ -56,7 +57,7 @@ class JobResult:
     burst: int | None = None
     job_id: str | None = None
     uploaded_at: float | None = None  # client: 202 received
-    observed_at: float | None = None  # client: learned the job ended
+    observed_at: float | None = None  # client: learned the job ended (set by observe_end)
     created_at: float | None = None  # server (job record)
     started_at: float | None = None
     finished_at: float | None = None
@@ -69,6 +70,12 @@ class JobResult:
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+    def observe_end(self, at: float) -> None:
+        """The client learned `at` that the job ended. It holds the job's id only from the 202 on, so
+        an end event that arrived before the 202 was read (a fast worker, a slow response) tells it
+        of this job's end when the 202 comes: observed_at is never before uploaded_at."""
+        self.observed_at = at if self.uploaded_at is None else max(at, self.uploaded_at)
 
     @property
     def latency_ms(self) -> float | None:
