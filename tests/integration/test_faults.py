@@ -97,13 +97,19 @@ def webhook():
 
 
 @pytest.fixture
-def private_broker():
-    if not PrivateBroker.available():
+def private_broker(broker_series: str, request: pytest.FixtureRequest):
+    """A node of the test's own, of the series the test runs on, that it may stop and start."""
+    if broker_series == "rabbitmq4":
+        broker = PrivateBroker(root=request.getfixturevalue("rabbitmq4_root_dir"))
+    elif PrivateBroker.available():
+        broker = PrivateBroker()
+    else:
         pytest.fail("rabbitmq-server is not installed; .ci/run installs it")
-    broker = PrivateBroker()
-    broker.start()
-    yield broker
-    broker.remove()
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.remove()
 
 
 def test_broker_restart_loses_no_job_and_services_reconnect(
