@@ -10,7 +10,7 @@ SERVICE_REQUIREMENTS := common/requirements.txt api/requirements.txt worker/requ
 PIP_COMPILE = $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host $(if $(UPGRADE),--upgrade,)
 
-.PHONY: help venv lock run stop scale ps logs clean test test-random test-unit test-integration lint
+.PHONY: help venv lock run stop scale ps logs clean test test-random test-unit test-integration test-rabbitmq4 lint
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ test: venv ## run every test against real services (starts what it needs)
 
 test-random: venv ## every test, in a random order (prints the seed; RANDOM_SEED=N repeats one)
 	@$(PY) -m pytest -o "addopts=-ra --strict-markers" $(if $(RANDOM_SEED),--randomly-seed=$(RANDOM_SEED),)
+
+test-rabbitmq4: venv ## only the broker-facing tests, on RabbitMQ 4 (builds its Debian 13 root the first time)
+	@$(PY) -m pytest -m every_broker -k rabbitmq4
 
 test-unit: venv ## only the fast unit and static tests
 	@$(PY) -m pytest tests/unit tests/static
