@@ -147,11 +147,20 @@ class PrivateBroker:
             )
 
     def wait_started(self) -> None:
-        if not self.root:
+        if self.root:
+            # Not `rabbitmqctl wait`: it checks the node's OS pid, which is another PID namespace's.
+            wait_for(
+                lambda: self._alive() and port_open(self.endpoint.port, self.endpoint.host), 120,
+                "the private broker's AMQP port",
+            )
+            # The port might be another's: the node itself says it has booted (through its own epmd).
+            self.ctl("await_startup", "--timeout", "60")
+        else:
             self.ctl("wait", str(self.base_dir / "pid"), "--timeout", "120")
-        for port, what in ((self.endpoint.port, "AMQP"), (self.endpoint.management_port, "management API")):
-            wait_for(lambda port=port: self._alive() and port_open(port, self.endpoint.host), 120,
-                     f"the private broker's {what}")
+        wait_for(
+            lambda: self._alive() and port_open(self.endpoint.management_port, self.endpoint.host), 30,
+            "the private broker's management API",
+        )
 
     def _alive(self) -> bool:
         """False while it runs, GiveUp once a node run from a root has exited (a failed boot)."""
@@ -167,6 +176,8 @@ class PrivateBroker:
             self._end_namespace()
 
     def running(self) -> bool:
+        if self.root and (self._server is None or self._server.poll() is not None):
+            return False
         return port_open(self.endpoint.port, self.endpoint.host)
 
     def kill(self) -> None:
@@ -191,8 +202,10 @@ class PrivateBroker:
         self._server = None
 
     def remove(self) -> None:
-        self.stop()
-        shutil.rmtree(self.base_dir, ignore_errors=True)
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def log(self) -> str:
         logs = sorted((self.base_dir / "log").glob("*.log")) + sorted(self.base_dir.glob("server.out"))
