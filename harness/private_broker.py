@@ -65,7 +65,7 @@ class PrivateBroker:
         self.endpoint = BrokerEndpoint(host=host, port=amqp_port, management_port=management_port)
         self._dist_port = free_port()
         self._epmd_port = free_port() if self.root else None
-        self._server: subprocess.Popen | None = None
+        self._server: subprocess.Popen[bytes] | None = None
         self._env = self._environment()
 
     @staticmethod
