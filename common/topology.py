@@ -201,6 +201,7 @@ def _declare_delay(
         durable=True,
         arguments=_queue_arguments(
             topology,
+            None,  # nobody consumes a delay queue: its messages leave by expiring
             **{
                 "x-message-ttl": step.delay_ms,
                 "x-dead-letter-exchange": exchange,
