@@ -13,7 +13,7 @@ PIP_COMPILE = $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe -
 # The packages mypy checks with --strict (pyproject.toml [tool.mypy]); ruff checks the whole tree.
 TYPED_PACKAGES := common api worker notification
 
-.PHONY: help venv lock run stop scale ps logs clean test test-random test-unit test-integration lint lint-python
+.PHONY: help venv lock run stop scale ps logs clean test test-random test-unit test-integration test-rabbitmq4 lint lint-python
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ test: venv ## run every test against real services (starts what it needs)
 
 test-random: venv ## every test, in a random order (prints the seed; RANDOM_SEED=N repeats one)
 	@$(PY) -m pytest -o "addopts=-ra --strict-markers" $(if $(RANDOM_SEED),--randomly-seed=$(RANDOM_SEED),)
+
+test-rabbitmq4: venv ## only the broker-facing tests, on RabbitMQ 4 (builds its Debian 13 root the first time)
+	@$(PY) -m pytest -m every_broker -k rabbitmq4
 
 test-unit: venv ## only the fast unit and static tests
 	@$(PY) -m pytest tests/unit tests/static

@@ -7,10 +7,53 @@ from pathlib import Path
 
 import pytest
 
-from harness.broker import BrokerVhost
+from harness.broker import BROKER, BrokerEndpoint, BrokerVhost
 from harness.objectstore import PrivateObjectStore
+from harness.private_broker import PrivateBroker, rabbitmq4_root
 from harness.processes import PROJECT_DIR
 from harness.system import System, build_system
+
+# The brokers a test marked `every_broker` runs on: the machine's RabbitMQ (3.10, Debian 12's) and
+# a private RabbitMQ 4 node (the series compose runs) from the root tools/rabbitmq4_root.sh builds.
+BROKER_SERIES = ("rabbitmq3", "rabbitmq4")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "broker_series" in metafunc.fixturenames and metafunc.definition.get_closest_marker("every_broker"):
+        metafunc.parametrize("broker_series", BROKER_SERIES, indirect=True)
+
+
+@pytest.fixture
+def broker_series(request: pytest.FixtureRequest) -> str:
+    """Which RabbitMQ the test's systems use: the machine's unless the test is marked `every_broker`."""
+    return getattr(request, "param", "rabbitmq3")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq4_root_dir() -> Path:
+    """The root RabbitMQ 4 nodes run from; without it (no debootstrap, no network) the tests fail, loudly."""
+    try:
+        return rabbitmq4_root()
+    except RuntimeError as exc:
+        pytest.fail(f"no RabbitMQ 4 to test on: {exc}")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq4(rabbitmq4_root_dir: Path) -> Iterator[PrivateBroker]:
+    """One RabbitMQ 4 node for the session; each system on it has a vhost of its own."""
+    node = PrivateBroker(root=rabbitmq4_root_dir)
+    try:
+        node.start()
+        yield node
+    finally:
+        node.remove()
+
+
+@pytest.fixture
+def broker(broker_series: str, request: pytest.FixtureRequest) -> BrokerEndpoint:
+    if broker_series == "rabbitmq4":
+        return request.getfixturevalue("rabbitmq4").endpoint
+    return BROKER
 
 
 @pytest.fixture(scope="session")
@@ -38,8 +81,12 @@ def system(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.fixture
-def make_system(s3_endpoint: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator:
+def make_system(
+    s3_endpoint: str, tmp_path: Path, broker: BrokerEndpoint, request: pytest.FixtureRequest
+) -> Iterator:
     """A factory for systems of a test's own (other workers, settings or broker); stopped after it.
+
+    Their vhosts are on `broker`: RabbitMQ 4 as well as the machine's for tests marked `every_broker`.
 
     On failure, the services' logs are printed with the test's report.
     """
@@ -47,7 +94,7 @@ def make_system(s3_endpoint: str, tmp_path: Path, request: pytest.FixtureRequest
 
     def make(vhost: BrokerVhost | None = None, s3: str | None = None, **options) -> System:
         own_vhost = vhost is None
-        vhost = vhost or BrokerVhost().create()
+        vhost = vhost or BrokerVhost(endpoint=broker).create()
         system = build_system(vhost, s3 or s3_endpoint, tmp_path, **options)
         built.append((system, own_vhost))
         return system

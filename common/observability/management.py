@@ -24,6 +24,7 @@ from common.settings import BrokerNode, BrokerSettings, TopologySettings
 from common.topology import (
     DEAD_LETTER_QUEUE,
     NOTIFICATION_RETRY_QUEUE_PREFIX,
+    NOTIFICATIONS_DEAD_LETTER_QUEUE,
     NOTIFICATIONS_QUEUE,
     RETRIED_QUEUE,
     RETRY_QUEUE_PREFIX,
@@ -149,7 +150,7 @@ class ManagementApi:
 def queue_role(name: str) -> str | None:
     if name == WORK_QUEUE:
         return ROLE_WORK
-    if name == DEAD_LETTER_QUEUE:
+    if name in (DEAD_LETTER_QUEUE, NOTIFICATIONS_DEAD_LETTER_QUEUE):
         return ROLE_DEAD_LETTER
     if name == NOTIFICATIONS_QUEUE:
         return ROLE_NOTIFICATIONS
@@ -163,7 +164,10 @@ def queue_role(name: str) -> str | None:
 def expected_queues(topology: TopologySettings) -> list[str]:
     retries = [step.queue for step in retry_steps(topology.job_retries)]
     notification_retries = [step.queue for step in notification_retry_steps(topology.webhook_retries)]
-    return [WORK_QUEUE, RETRIED_QUEUE, *retries, DEAD_LETTER_QUEUE, NOTIFICATIONS_QUEUE, *notification_retries]
+    return [
+        WORK_QUEUE, RETRIED_QUEUE, *retries, DEAD_LETTER_QUEUE,
+        NOTIFICATIONS_QUEUE, *notification_retries, NOTIFICATIONS_DEAD_LETTER_QUEUE,
+    ]
 
 
 @dataclass

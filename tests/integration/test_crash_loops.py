@@ -9,6 +9,7 @@ from tests.integration.test_faults import SLOW_OPERATIONS, upload_ok
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.every_broker
 def test_a_job_that_keeps_killing_workers_fails_after_max_attempts(make_system, sample_jpg) -> None:
     system = make_system(workers=("worker-1",), notifier=False, MAX_ATTEMPTS="2")
     job_id = upload_ok(system, sample_jpg, operations=SLOW_OPERATIONS)

@@ -7,7 +7,8 @@ from harness.processes import wait_for
 from harness.system import System
 from tests.integration.test_faults import upload_ok
 
-pytestmark = pytest.mark.integration
+# Systems of a test's own (make_system) run on RabbitMQ 3 and on RabbitMQ 4.
+pytestmark = [pytest.mark.integration, pytest.mark.every_broker]
 
 
 def dlq_stats(system: System) -> dict:
@@ -123,3 +124,32 @@ def test_quorum_queues_carry_jobs_and_dead_letters(make_system, sample_jpg, corr
     bad = upload_ok(system, corrupted_jpg, operations="resize")
     assert system.wait_finished(bad)["status"] == "failed"
     wait_for(lambda: dlq_stats(system)["by_reason"] == {"truncated": 1}, 15, "the dead letter")
+
+
+def test_dlq_stats_looked_at_50_times_lose_no_letter_on_quorum_queues(make_system, corrupted_jpg) -> None:
+    """Each look hands the letters back to the queue, which a quorum queue counts as a failed
+    delivery: without a stated limit, RabbitMQ 4 dropped every letter after about 20 looks."""
+    system = make_system(workers=("worker-a",), notifier=False, QUEUE_TYPE="quorum")
+    jobs = [upload_ok(system, corrupted_jpg, operations="resize") for _ in range(3)]
+    for job_id in jobs:
+        assert system.wait_finished(job_id)["status"] == "failed"
+    wait_for(lambda: system.vhost.message_count("images.jobs.dead") == 3, 15, "the dead letters")
+
+    for look in range(1, 51):
+        stats = dlq_stats(system)
+        assert (look, stats["count"], stats["by_reason"]) == (look, 3, {"truncated": 3})
+        assert {entry["job_id"] for entry in stats["recent"]} == set(jobs)
+    assert system.vhost.message_count("images.jobs.dead") == 3
+
+
+def test_unreadable_events_are_kept_as_notification_dead_letters_on_quorum_queues(make_system) -> None:
+    system = make_system(workers=(), QUEUE_TYPE="quorum")
+    system.vhost.publish("images.events", "job.completed", b"not an event")
+    wait_for(lambda: system.vhost.message_count("images.notifications.dead") == 1, 15, "the event's dead letter")
+
+    for _ in range(25):  # more looks than RabbitMQ 4's default delivery limit
+        ((properties, body),) = system.vhost.get_messages("images.notifications.dead")
+    assert body == b"not an event"
+    assert properties.headers["x-death"][0]["reason"] == "rejected"
+    assert system.vhost.message_count("images.notifications") == 0
+    assert "dead-lettering an unreadable event" in system.services["notifier"].log()

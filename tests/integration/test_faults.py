@@ -33,6 +33,7 @@ def wait_processing(system: System, job_id: str) -> dict:
     )
 
 
+@pytest.mark.every_broker
 def test_worker_killed_mid_job_job_completes_on_another_worker(make_system, sample_jpg) -> None:
     system = make_system(workers=("worker-a", "worker-b"), notifier=False)
     job_id = upload_ok(system, sample_jpg, operations=SLOW_OPERATIONS)
@@ -96,15 +97,22 @@ def webhook():
 
 
 @pytest.fixture
-def private_broker():
-    if not PrivateBroker.available():
+def private_broker(broker_series: str, request: pytest.FixtureRequest):
+    """A node of the test's own, of the series the test runs on, that it may stop and start."""
+    if broker_series == "rabbitmq4":
+        broker = PrivateBroker(root=request.getfixturevalue("rabbitmq4_root_dir"))
+    elif PrivateBroker.available():
+        broker = PrivateBroker()
+    else:
         pytest.fail("rabbitmq-server is not installed; .ci/run installs it")
-    broker = PrivateBroker()
-    broker.start()
-    yield broker
-    broker.remove()
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.remove()
 
 
+@pytest.mark.every_broker
 def test_broker_restart_loses_no_job_and_services_reconnect(
     make_system, private_broker, webhook, sample_jpg
 ) -> None:
@@ -129,6 +137,7 @@ def test_broker_restart_loses_no_job_and_services_reconnect(
     assert all(service.running for service in system.services.values())
 
 
+@pytest.mark.every_broker
 def test_object_store_outage_uploads_get_503_and_jobs_complete_after(make_system, tmp_path, sample_jpg) -> None:
     store = PrivateObjectStore(tmp_path / "s3-outage").start()
     try:
@@ -160,6 +169,7 @@ def test_object_store_outage_uploads_get_503_and_jobs_complete_after(make_system
         store.stop()
 
 
+@pytest.mark.every_broker
 def test_notifier_down_events_wait_and_are_delivered_when_it_returns(make_system, webhook, sample_jpg) -> None:
     hooks, hook_url = webhook
     system = make_system(workers=("worker-a",))
@@ -175,6 +185,7 @@ def test_notifier_down_events_wait_and_are_delivered_when_it_returns(make_system
     wait_for(lambda: system.vhost.message_count("images.notifications") == 0, 10, "the queue to drain")
 
 
+@pytest.mark.every_broker
 def test_failing_webhook_is_retried_then_given_up_with_a_record(make_system, webhook, sample_jpg) -> None:
     hooks, hook_url = webhook
     hooks.status_code = 500

@@ -217,6 +217,7 @@ def test_callback_url_gets_a_signed_completion_event(system: System, sample_jpg)
         receiver.close()
 
 
+@pytest.mark.every_broker
 def test_prefetch_above_one_settles_every_message_once(make_system, sample_jpg) -> None:
     """With several messages in hand, each verdict must go back for its own delivery."""
     system = make_system(workers=("worker-a",), notifier=False, PREFETCH_COUNT="4")
