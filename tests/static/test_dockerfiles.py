@@ -12,7 +12,7 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ["api", "worker", "notification"]
-SLIM_PYTHON = re.compile(r"^python:3\.11\.\d+-slim(-[a-z]+)?$")
+SLIM_PYTHON = re.compile(r"^python:3\.11\.\d+-slim(-[a-z]+)?@sha256:[0-9a-f]{64}$")
 ROOT_USERS = {"root", "0", "root:root", "0:0"}
 
 
