@@ -19,10 +19,16 @@ from harness.processes import free_port, port_open, wait_for
 
 class PrivateBroker:
     def __init__(
-        self, cookie: str | None = None, host: str = "127.0.0.1", ports: tuple[int, int] | None = None
+        self,
+        cookie: str | None = None,
+        host: str = "127.0.0.1",
+        ports: tuple[int, int] | None = None,
+        config: str = "",
     ) -> None:
-        """`host` is a loopback address to listen on; `ports` (AMQP, management) default to free ones."""
+        """`host` is a loopback address to listen on; `ports` (AMQP, management) default to free ones;
+        `config` is added to the node's rabbitmq.conf."""
         self.node = f"imgtest-{uuid.uuid4().hex[:6]}@localhost"
+        self.config = config
         # Nodes that cluster share a cookie of their own, unknown to the machine's broker.
         self.cookie = cookie
         # Not under pytest's tmp_path: its parents are private to root, and the node runs as the
@@ -45,7 +51,7 @@ class PrivateBroker:
         (self.base_dir / "rabbitmq.conf").write_text(
             f"listeners.tcp.local = {self.endpoint.host}:{self.endpoint.port}\n"
             f"management.tcp.ip = {self.endpoint.host}\n"
-            f"management.tcp.port = {self.endpoint.management_port}\n"
+            f"management.tcp.port = {self.endpoint.management_port}\n{self.config}\n"
         )
         subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(self.base_dir)], check=False)
         cookie = {"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"-setcookie {self.cookie}"} if self.cookie else {}
