@@ -12,7 +12,9 @@
 #   SMOKE_API_URL         the API (http://localhost:$API_PORT, 8000)
 #   SMOKE_API_KEY         a client's API key, sent as a Bearer token (needed with AUTH_REQUIRED)
 #   SMOKE_MANAGEMENT_URL  RabbitMQ management (http://localhost:$RABBITMQ_MANAGEMENT_PORT, 15672)
-#   SMOKE_MANAGEMENT_USER, SMOKE_MANAGEMENT_PASSWORD   a management user (RABBITMQ_USER/RABBITMQ_PASSWORD)
+#   SMOKE_MANAGEMENT_USER, SMOKE_MANAGEMENT_PASSWORD   a management user (compose: RabbitMQ's
+#                         administrator, RABBITMQ_ADMIN_USER/RABBITMQ_ADMIN_PASSWORD; native:
+#                         RABBITMQ_USER/RABBITMQ_PASSWORD)
 #   SMOKE_CONSOLE_URL     the object store's console (compose: MinIO's, http://localhost:9001;
 #                         native: the SeaweedFS filer, http://localhost:$((S3_PORT + 1002)))
 #   SMOKE_WORKERS (3), SMOKE_TIMEOUT_S (120)
@@ -32,12 +34,14 @@ esac
 
 API="${SMOKE_API_URL:-http://localhost:${API_PORT:-8000}}"
 MANAGEMENT="${SMOKE_MANAGEMENT_URL:-http://localhost:${RABBITMQ_MANAGEMENT_PORT:-15672}}"
-MANAGEMENT_USER="${SMOKE_MANAGEMENT_USER:-${RABBITMQ_USER:-guest}}"
-MANAGEMENT_PASSWORD="${SMOKE_MANAGEMENT_PASSWORD:-${RABBITMQ_PASSWORD:-guest}}"
 VHOST="${RABBITMQ_VHOST:-/}"
 if [ "$MODE" = native ]; then
+  MANAGEMENT_USER="${SMOKE_MANAGEMENT_USER:-${RABBITMQ_USER:-guest}}"
+  MANAGEMENT_PASSWORD="${SMOKE_MANAGEMENT_PASSWORD:-${RABBITMQ_PASSWORD:-guest}}"
   CONSOLE="${SMOKE_CONSOLE_URL:-http://localhost:$((${S3_PORT:-8333} + 1002))/}"
 else
+  MANAGEMENT_USER="${SMOKE_MANAGEMENT_USER:-${RABBITMQ_ADMIN_USER:-imgpipe-admin}}"
+  MANAGEMENT_PASSWORD="${SMOKE_MANAGEMENT_PASSWORD:-${RABBITMQ_ADMIN_PASSWORD:-admin-local}}"
   CONSOLE="${SMOKE_CONSOLE_URL:-http://localhost:9001/}"
 fi
 WORKERS="${SMOKE_WORKERS:-3}"

@@ -26,7 +26,8 @@ ENV_EXAMPLE = ROOT / ".env.example"
 
 INFRA_SERVICES = {"rabbitmq", "minio"}
 APP_SERVICES = {"api", "worker", "notification"}
-CORE_SERVICES = INFRA_SERVICES | APP_SERVICES | {"createbucket"}
+SETUP_SERVICES = {"broker-setup", "storage-setup"}
+CORE_SERVICES = INFRA_SERVICES | APP_SERVICES | SETUP_SERVICES
 NAMED_VOLUMES = {"rabbitmq-data": ("rabbitmq", "/var/lib/rabbitmq"), "minio-data": ("minio", "/data")}
 COMPOSE_ONLY_SECTION = "compose only"
 
@@ -240,11 +241,12 @@ def test_compose_app_service_depends_on_broker(services: dict[str, dict[str, Any
     assert "rabbitmq" in depends_on(services[name])
 
 
-@pytest.mark.parametrize("name", ["api", "worker"])
-def test_compose_storage_user_waits_for_bucket(services: dict[str, dict[str, Any]], name: str) -> None:
+@pytest.mark.parametrize("name", sorted(APP_SERVICES))
+def test_compose_app_service_waits_for_its_users_and_the_bucket(services: dict[str, dict[str, Any]], name: str) -> None:
     deps = depends_on(services[name])
     assert (deps.get("minio") or {}).get("condition") == "service_healthy"
-    assert (deps.get("createbucket") or {}).get("condition") == "service_completed_successfully"
+    for setup in SETUP_SERVICES:
+        assert (deps.get(setup) or {}).get("condition") == "service_completed_successfully", setup
 
 
 def test_compose_awaited_services_define_healthchecks(services: dict[str, dict[str, Any]]) -> None:
@@ -266,8 +268,8 @@ def test_compose_one_shot_services_do_not_restart(services: dict[str, dict[str, 
         for dep, spec in depends_on(service).items()
         if (spec or {}).get("condition") == "service_completed_successfully"
     }
-    assert one_shot == {"createbucket"}
-    assert {name: services[name].get("restart") for name in one_shot} == {"createbucket": "no"}
+    assert one_shot == SETUP_SERVICES
+    assert {name: services[name].get("restart") for name in one_shot} == dict.fromkeys(SETUP_SERVICES, "no")
 
 
 def test_compose_api_healthcheck_probes_readiness(services: dict[str, dict[str, Any]]) -> None:
