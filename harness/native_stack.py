@@ -30,7 +30,7 @@ class NativeStack:
     def stack(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         """tools/stack.sh with this stack's environment; raises with its output when it fails."""
         result = subprocess.run(
-            ["bash", str(STACK), *args], cwd=PROJECT_DIR, env=self.env, capture_output=True, text=True,
+            ["bash", str(STACK), *args], cwd=PROJECT_DIR, env=self.env, capture_output=True, text=True, check=False,
             timeout=timeout,
         )
         if result.returncode != 0:
@@ -66,6 +66,8 @@ def start_native_stack(vhost: BrokerVhost, run_dir: Path, workers: int = 1, **se
     try:
         stack.stack("run", str(workers))
     except BaseException:
-        subprocess.run(["bash", str(STACK), "stop"], cwd=PROJECT_DIR, env=env, capture_output=True, timeout=120)
+        subprocess.run(
+            ["bash", str(STACK), "stop"], cwd=PROJECT_DIR, env=env, capture_output=True, timeout=120, check=False
+        )
         raise
     return stack

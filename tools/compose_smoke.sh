@@ -109,9 +109,14 @@ if [ "$MODE" = compose ]; then
   ok "no service unhealthy (docker compose ps)"
 fi
 
-# 2. Upload
-upload="$(api -F "file=@$SAMPLE" -F "operations=resize(width=320),watermark" "$API/upload")"
-job_id="$(json job_id <<<"$upload")"
+# 2. Upload (the key first: a refused upload is cut off before its body is sent)
+code="$(api -o /dev/null -w '%{http_code}' "$API/status/00000000000000000000000000000000" || true)"
+case "$code" in
+  401|403) fail "the API refused the key (HTTP $code): set SMOKE_API_KEY to a client's key" ;;
+esac
+upload="$(api -F "file=@$SAMPLE" -F "operations=resize(width=320),watermark" "$API/upload" || true)"
+[ -n "$upload" ] || fail "upload: no answer from $API/upload"
+job_id="$(json job_id <<<"$upload" 2>/dev/null || true)"
 [ -n "$job_id" ] || fail "upload refused: $upload"
 ok "uploaded $(basename "$SAMPLE"): job $job_id"
 

@@ -25,7 +25,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from common.settings import Settings, settings
+from common.settings import StorageSettings, settings
 
 # Offsets from the S3 port of master, volume, filer, iceberg, lance and admin; SeaweedFS adds
 # 10000 to each for its gRPC port.
@@ -112,10 +112,10 @@ def weed_command(data_dir: Path, s3_port: int, role: str = "mini", index: int = 
     raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
 
 
-def identities(config: Settings) -> dict | None:
+def identities(storage: StorageSettings) -> dict | None:
     """SeaweedFS's S3 identities when a read-only presign key is configured (None: the one key
     given in the environment is enough)."""
-    if not (config.s3_presign_access_key and config.s3_presign_secret_key):
+    if not (storage.presign_access_key and storage.presign_secret_key):
         return None
 
     def identity(name: str, access_key: str, secret_key: str, actions: list[str]) -> dict:
@@ -123,10 +123,8 @@ def identities(config: Settings) -> dict | None:
 
     return {
         "identities": [
-            identity(
-                "services", config.s3_access_key, config.s3_secret_key, ["Admin", "Read", "List", "Tagging", "Write"]
-            ),
-            identity("presign", config.s3_presign_access_key, config.s3_presign_secret_key, ["Read"]),
+            identity("services", storage.access_key, storage.secret_key, ["Admin", "Read", "List", "Tagging", "Write"]),
+            identity("presign", storage.presign_access_key, storage.presign_secret_key, ["Read"]),
         ]
     }
 
@@ -142,7 +140,7 @@ def main() -> None:
     for flag in command:
         if flag.startswith(("-dir=", "-mdir=", "-defaultStoreDir=")):
             Path(flag.split("=", 1)[1]).mkdir(parents=True, exist_ok=True)
-    s3_identities = identities(settings)
+    s3_identities = identities(settings.storage)
     if s3_identities and args.role in ("mini", "filer"):
         path = args.dir.resolve() / "s3-identities.json"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ENDPOINT="${MINIO_ENDPOINT:-http://minio:9000}"
 SERVICES=(api worker notification presign)
-# The prefixes common/retention.py sweeps natively.
+# The prefixes api/retention.py sweeps natively.
 EXPIRING_PREFIXES=(jobs/ originals/ results/)
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT

@@ -33,7 +33,7 @@ def store(endpoint: str, access_key: str, secret_key: str, **presign: str) -> Ob
         Settings(
             _env_file=None, s3_endpoint=endpoint, s3_bucket="presign-test", s3_access_key=access_key,
             s3_secret_key=secret_key, **presign,
-        )
+        ).storage
     )
 
 
@@ -83,7 +83,8 @@ def test_without_a_presign_key_links_are_signed_by_the_service_key(endpoint: str
 
 def test_seaweedfs_gets_a_read_only_identity_only_with_a_presign_key() -> None:
     keys = {"s3_access_key": "service", "s3_secret_key": "service-secret"}
-    config = identities(Settings(_env_file=None, **keys, s3_presign_access_key="p", s3_presign_secret_key="q"))
+    presign = {"s3_presign_access_key": "p", "s3_presign_secret_key": "q"}
+    config = identities(Settings(_env_file=None, **keys, **presign).storage)
     assert config is not None
     assert {identity["name"]: identity["actions"] for identity in config["identities"]}["presign"] == ["Read"]
-    assert identities(Settings(_env_file=None, **keys)) is None
+    assert identities(Settings(_env_file=None, **keys).storage) is None

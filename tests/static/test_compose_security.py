@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
+from api.retention import EXPIRING_PREFIXES
 from common.jobs import original_key, result_key
-from common.retention import EXPIRING_PREFIXES
+from common.observability.stats import STATS_PREFIX
 from common.settings import is_strong_secret
-from common.stats import STATS_PREFIX
 from tests.static.test_compose import (  # noqa: F401 - fixtures used by name
     APP_SERVICES,
     COMPOSE_FILE,
@@ -154,7 +154,8 @@ def test_storage_setup_runs_the_setup_script_with_the_policies(resolved: dict[st
 
 # Each key's needs, from the keys the code writes and reads (bucket-level actions on "").
 JOB = "0123456789abcdef0123456789abcdef"
-ORIGINAL, RESULT, RECORD, STATS = original_key(JOB), result_key(JOB, "jpeg"), f"jobs/{JOB}.json", f"{STATS_PREFIX}w.json"
+ORIGINAL, RESULT = original_key(JOB), result_key(JOB, "jpeg")
+RECORD, STATS = f"jobs/{JOB}.json", f"{STATS_PREFIX}w.json"
 NEEDS = {
     "api": {
         ("s3:ListBucket", ""), ("s3:PutObject", ORIGINAL), ("s3:DeleteObject", ORIGINAL), ("s3:PutObject", RECORD),
@@ -235,7 +236,7 @@ def run_setup(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[s
     log = tmp_path / "mc.log"
     log.unlink(missing_ok=True)
     result = subprocess.run(
-        ["bash", str(MINIO_SETUP)], capture_output=True, text=True, timeout=60,
+        ["bash", str(MINIO_SETUP)], capture_output=True, text=True, timeout=60, check=False,
         env={
             "PATH": f"{bin_dir}:{os.environ['PATH']}", "MC_LOG": str(log),
             "MINIO_ROOT_USER": "root-user", "MINIO_ROOT_PASSWORD": "root-password", "S3_BUCKET": "pictures",
@@ -249,7 +250,9 @@ def run_setup(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[s
 def test_storage_setup_makes_the_bucket_keys_policies_and_lifecycle(tmp_path: Path) -> None:
     result, calls = run_setup(tmp_path)
     assert result.returncode == 0, result.stderr
-    assert calls[:2] == ["alias set local http://minio:9000 root-user root-password", "mb --ignore-existing local/pictures"]
+    assert calls[:2] == [
+        "alias set local http://minio:9000 root-user root-password", "mb --ignore-existing local/pictures"
+    ]
     for key in STORAGE_KEYS:
         assert f"admin user add local imgpipe-{key} {key}-secret" in calls
         assert f"admin policy attach local imgpipe-{key}-access --user imgpipe-{key}" in calls
@@ -332,7 +335,9 @@ def test_every_service_has_a_memory_limit(compose: dict[str, Any]) -> None:
     assert [name for name, service in compose["services"].items() if "mem_limit" not in service] == []
 
 
-def test_worker_memory_limit_is_above_its_image_process_cap(compose: dict[str, Any], env_entries: list[EnvEntry]) -> None:
+def test_worker_memory_limit_is_above_its_image_process_cap(
+    compose: dict[str, Any], env_entries: list[EnvEntry]
+) -> None:
     image_process_cap = int(env_value(env_entries, "WORKER_MEMORY_LIMIT_MB"))
     worker_itself = 160  # MB, the worker's measured peak outside its image process (docs/scaling.md)
     assert megabytes(compose["services"]["worker"]["mem_limit"]) >= image_process_cap + worker_itself
