@@ -312,13 +312,13 @@ def test_compose_publishes_port(services: dict[str, dict[str, Any]], name: str, 
 
 
 @pytest.mark.parametrize("name", sorted(APP_SERVICES))
-def test_compose_build_uses_repo_root_and_service_dockerfile(
+def test_compose_builds_the_service_target_of_the_one_dockerfile(
     services: dict[str, dict[str, Any]], name: str
 ) -> None:
     build = services[name]["build"]
-    assert build["context"] == "."
-    assert build["dockerfile"] == f"{name}/Dockerfile"
-    assert (ROOT / build["dockerfile"]).is_file()
+    assert build == {"context": ".", "target": name}
+    assert (ROOT / "Dockerfile").is_file()
+    assert re.search(rf"^FROM base AS {name}$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
 
 
 @pytest.mark.parametrize("shutdown_grace", [None, "45", "2.5", "90.0"])
