@@ -91,10 +91,12 @@ consumers() { # the work queue's consumers, as the management API counts them
 consumers_are() { [ "$(consumers 2>/dev/null)" = "$1" ]; }
 
 scale_workers() { # N
+  local output
   if [ "$MODE" = native ]; then
-    "$PROJECT_DIR/tools/stack.sh" scale "$1" >/dev/null
+    output="$("$PROJECT_DIR/tools/stack.sh" scale "$1" 2>&1)" || fail "could not scale to $1 workers: $output"
   else
-    (cd "$PROJECT_DIR" && docker compose up -d --no-deps --scale "worker=$1" worker >/dev/null 2>&1)
+    output="$(cd "$PROJECT_DIR" && docker compose up -d --no-deps --scale "worker=$1" worker 2>&1)" \
+      || fail "could not scale to $1 workers: $output"
   fi
 }
 

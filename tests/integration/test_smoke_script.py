@@ -4,6 +4,7 @@
 import secrets
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +81,63 @@ def test_smoke_script_fails_when_the_console_does_not_answer(stack: NativeStack)
     result = smoke(stack, SMOKE_CONSOLE_URL=f"http://127.0.0.1:{free_port()}/")
     assert result.returncode != 0
     assert "FAIL  object store console" in result.stderr, result.stdout + result.stderr
+
+
+FAKE_DOCKER = """#!/bin/bash
+# docker, as far as tools/compose_smoke.sh uses it, over the native stack: records each call.
+printf '%s\\n' "$*" >> "$DOCKER_LOG"
+case "$*" in
+  "compose ps --format "*) printf 'api healthy\\nrabbitmq healthy\\nminio %s\\nworker \\n' "${MINIO_HEALTH:-healthy}" ;;
+  "compose up -d --no-deps --scale worker="*" worker")
+    call="$*"
+    count="${call#*worker=}"
+    exec bash "$STACK" scale "${count%% *}" ;;
+  *) echo "unexpected: docker $*" >&2; exit 1 ;;
+esac
+"""
+
+
+def smoke_as_compose(
+    stack: NativeStack, tmp_path: Path, **env: str
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """The script's compose mode, with a stand-in `docker` that scales the native stack."""
+    (tmp_path / "docker").write_text(FAKE_DOCKER)
+    (tmp_path / "docker").chmod(0o755)
+    log = tmp_path / "docker.log"
+    endpoint = stack.vhost.endpoint
+    result = subprocess.run(
+        ["bash", str(SMOKE)], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=280, check=False,
+        env={
+            **stack.env,
+            "PATH": f"{tmp_path}:{stack.env['PATH']}",
+            "DOCKER_LOG": str(log),
+            "STACK": str(PROJECT_DIR / "tools" / "stack.sh"),
+            "SMOKE_API_URL": stack.api_url,
+            "SMOKE_API_KEY": API_KEY,
+            "SMOKE_MANAGEMENT_URL": f"http://{endpoint.host}:{endpoint.management_port}",
+            "SMOKE_MANAGEMENT_USER": endpoint.user,
+            "SMOKE_MANAGEMENT_PASSWORD": endpoint.password,
+            "SMOKE_CONSOLE_URL": f"http://127.0.0.1:{int(stack.env['S3_PORT']) + 1002}/",
+            "SMOKE_TIMEOUT_S": "90",
+            **env,
+        },
+    )
+    return result, log.read_text() if log.exists() else ""
+
+
+def test_smoke_script_scales_through_docker_compose_in_compose_mode(stack: NativeStack, tmp_path: Path) -> None:
+    result, calls = smoke_as_compose(stack, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok    no service unhealthy (docker compose ps)" in result.stdout
+    assert "ok    scaled from 1 to 3 workers: 3 consumers on images.jobs.work" in result.stdout
+    scaling = [line for line in calls.splitlines() if line.startswith("compose up")]
+    assert scaling == [
+        "compose up -d --no-deps --scale worker=3 worker", "compose up -d --no-deps --scale worker=1 worker"
+    ]
+
+
+def test_smoke_script_names_an_unhealthy_service(stack: NativeStack, tmp_path: Path) -> None:
+    result, calls = smoke_as_compose(stack, tmp_path, MINIO_HEALTH="unhealthy")
+    assert result.returncode == 1
+    assert "FAIL  unhealthy services: minio" in result.stderr
+    assert "compose up" not in calls
