@@ -6,6 +6,7 @@ tests/integration/test_broker_definitions.py."""
 import json
 import os
 import re
+import secrets
 import subprocess
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -15,9 +16,10 @@ import pytest
 import yaml
 
 from api.retention import EXPIRING_PREFIXES
+from common.clients import new_webhook_secret
 from common.jobs import original_key, result_key
 from common.observability.stats import STATS_PREFIX
-from common.settings import is_strong_secret
+from common.settings import Settings, is_strong_secret
 from tests.static.test_compose import (  # noqa: F401 - fixtures used by name
     APP_SERVICES,
     COMPOSE_FILE,
@@ -341,3 +343,68 @@ def test_worker_memory_limit_is_above_its_image_process_cap(
     image_process_cap = int(env_value(env_entries, "WORKER_MEMORY_LIMIT_MB"))
     worker_itself = 160  # MB, the worker's measured peak outside its image process (docs/scaling.md)
     assert megabytes(compose["services"]["worker"]["mem_limit"]) >= image_process_cap + worker_itself
+
+
+# --- production, as the services' own settings see it ---------------------------------------------
+
+SETTINGS_CHECKED = [*sorted(APP_SERVICES), "broker-setup"]
+
+
+def resolve_with(compose_cli: list[str], clean_env: dict[str, str], env_file: Path) -> dict[str, dict[str, Any]]:
+    result = run_compose(compose_cli, clean_env, "--env-file", str(env_file), "-f", str(COMPOSE_FILE), "config")
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)["services"]
+
+
+def settings_error(environment: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """What Settings says about a service's environment (None: it starts)."""
+    with monkeypatch.context() as patch:
+        for name in list(os.environ):
+            patch.delenv(name)
+        for name, value in environment.items():
+            patch.setenv(name, str(value))
+        try:
+            Settings(_env_file=None)
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
+@pytest.fixture(scope="module")
+def production_env_file(tmp_path_factory: pytest.TempPathFactory, env_entries: list[EnvEntry]) -> Path:
+    """.env.example with ENVIRONMENT=production, API keys and a long random value for every secret."""
+    strong = {
+        entry.name: secrets.token_urlsafe(24)
+        for entry in env_entries
+        if entry.name.endswith(SECRET_SUFFIXES) and entry.name != "WEBHOOK_SECRET"
+    }
+    values = {
+        **{entry.name: entry.value for entry in env_entries if not entry.optional},
+        **strong,
+        "ENVIRONMENT": "production",
+        "API_KEYS": f"alice={secrets.token_urlsafe(24)}",
+        "WEBHOOK_SECRET": new_webhook_secret(),
+        "S3_PRESIGN_SECRET_KEY": secrets.token_urlsafe(24),
+    }
+    path = tmp_path_factory.mktemp("production") / ".env"
+    path.write_text("".join(f"{name}={value}\n" for name, value in values.items()))
+    return path
+
+
+@pytest.mark.parametrize("name", SETTINGS_CHECKED)
+def test_every_service_starts_in_production_with_strong_secrets(
+    compose_cli: list[str], clean_env: dict[str, str], production_env_file: Path, name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    environment = resolve_with(compose_cli, clean_env, production_env_file)[name]["environment"]
+    assert environment["ENVIRONMENT"] == "production"
+    assert settings_error(environment, monkeypatch) is None
+
+
+@pytest.mark.parametrize("name", SETTINGS_CHECKED)
+def test_every_service_refuses_the_local_defaults_in_production(
+    compose_cli: list[str], clean_env: dict[str, str], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resolved = resolve_with(compose_cli, {**clean_env, "ENVIRONMENT": "production"}, ENV_EXAMPLE)
+    error = settings_error(resolved[name]["environment"], monkeypatch)
+    assert error is not None and "RABBITMQ_PASSWORD" in error, error
