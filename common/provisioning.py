@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 from pika.exceptions import AMQPError
@@ -47,7 +48,9 @@ def weak_secrets(environ: Mapping[str, str]) -> list[str]:
     )
 
 
-def render_definitions(template: dict, environ: Mapping[str, str], vhost: str, admin: str) -> dict:
+def render_definitions(
+    template: dict[str, Any], environ: Mapping[str, str], vhost: str, admin: str
+) -> dict[str, Any]:
     """The definitions to import: `password_from` replaced by the password it names, the virtual host
     set on every permission, and the administrator given the virtual host (to declare the topology).
     Raises ProvisioningError naming a missing password variable."""
@@ -67,7 +70,7 @@ def render_definitions(template: dict, environ: Mapping[str, str], vhost: str, a
     return definitions
 
 
-def provision(broker: BrokerSettings, definitions: dict) -> None:
+def provision(broker: BrokerSettings, definitions: dict[str, Any]) -> None:
     """Imports the definitions through the management API, then declares the topology over AMQP."""
     api = ManagementApi.from_settings(broker, timeout=30)
     try:
