@@ -90,6 +90,14 @@ consumers() { # the work queue's consumers, as the management API counts them
 
 consumers_are() { [ "$(consumers 2>/dev/null)" = "$1" ]; }
 
+running_workers() { # as the process manager counts them (the management API's figures lag a few seconds)
+  if [ "$MODE" = native ]; then
+    "$PROJECT_DIR/tools/stack.sh" ps | grep -c '^worker:.*RUNNING' || true
+  else
+    (cd "$PROJECT_DIR" && docker compose ps --status running --quiet worker) | grep -c . || true
+  fi
+}
+
 scale_workers() { # N
   local output
   if [ "$MODE" = native ]; then
@@ -153,7 +161,7 @@ overview="$(curl -fsS --max-time 10 -u "$MANAGEMENT_USER:$MANAGEMENT_PASSWORD" "
 ok "RabbitMQ management answers at $MANAGEMENT (RabbitMQ $(json rabbitmq_version <<<"$overview"))"
 
 # 6. Scaling
-before="$(consumers)" || fail "could not read the consumers of $WORK_QUEUE"
+before="$(running_workers)"
 scale_workers "$WORKERS"
 wait_until "$WORKERS consumers on $WORK_QUEUE" consumers_are "$WORKERS"
 ok "scaled from $before to $WORKERS workers: $WORKERS consumers on $WORK_QUEUE"

@@ -88,6 +88,7 @@ FAKE_DOCKER = """#!/bin/bash
 printf '%s\\n' "$*" >> "$DOCKER_LOG"
 case "$*" in
   "compose ps --format "*) printf 'api healthy\\nrabbitmq healthy\\nminio %s\\nworker \\n' "${MINIO_HEALTH:-healthy}" ;;
+  "compose ps --status running --quiet worker") bash "$STACK" ps | grep '^worker:.*RUNNING' ;;
   "compose up -d --no-deps --scale worker="*" worker")
     call="$*"
     count="${call#*worker=}"
