@@ -1,8 +1,8 @@
 """Stored images and job records expire: originals, results and records older than
 RETENTION_DAYS are deleted.
 
-Under compose, MinIO's lifecycle rules do this too (docker-compose.yml, createbucket); the sweep
-here works with any S3 server, and is what the native stack (SeaweedFS) relies on. Every API
+Under compose, a MinIO lifecycle rule does this instead (deploy/minio/setup.sh) and the sweep is
+off; the sweep here works with any S3 server, and is what the native stack (SeaweedFS) relies on. Every API
 replica sweeps on its own; deleting an object twice is harmless. `python -m api.retention`
 sweeps once.
 """

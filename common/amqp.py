@@ -66,6 +66,12 @@ def connection_parameters(broker: BrokerSettings, name: str) -> list[pika.Connec
     ]
 
 
+def prepare_topology(channel: BlockingChannel, broker: BrokerSettings) -> None:
+    """Declares the topology, unless it was declared beforehand by a user allowed to (RABBITMQ_DECLARE_TOPOLOGY)."""
+    if broker.declare_topology:
+        declare_topology(channel, broker.topology)
+
+
 def connect(broker: BrokerSettings, name: str) -> pika.BlockingConnection:
     """A connection to the first broker node that answers (logged, so a move to another node shows)."""
     connection = pika.BlockingConnection(connection_parameters(broker, name))
@@ -174,7 +180,7 @@ class Publisher:
             self._close()
             self._connection = connect(self._broker, self._name)
             channel = self._connection.channel()
-            declare_topology(channel, self._broker.topology)
+            prepare_topology(channel, self._broker)
             channel.confirm_delivery()
             self._channel = channel
         return self._channel
@@ -235,7 +241,7 @@ def inspect_queue(broker: BrokerSettings, queue: str, name: str) -> Iterator[Que
         raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
     try:
         channel = connection.channel()
-        declare_topology(channel, broker.topology)
+        prepare_topology(channel, broker)
         yield QueueInspector(channel, queue)
     except (AMQPError, OSError) as exc:
         raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
@@ -342,7 +348,7 @@ class Consumer:
         connection = connect(self._broker, self._name)
         try:
             channel = connection.channel()
-            declare_topology(channel, self._broker.topology)
+            prepare_topology(channel, self._broker)
             # Per consumer (RabbitMQ's default; global QoS is deprecated).
             channel.basic_qos(prefetch_count=self._prefetch)
 

@@ -91,6 +91,8 @@ class BrokerSettings:
     management_port: int
     publish_attempts: int
     topology: TopologySettings
+    # False: declared beforehand (compose's broker-setup) by a user allowed to; the services only use it.
+    declare_topology: bool = True
 
     @property
     def management_nodes(self) -> list[BrokerNode]:
@@ -218,6 +220,9 @@ class Settings(BaseSettings):
     queue_type: Literal["classic", "quorum"] = "classic"
     prefetch_count: int = Field(1, ge=1)
     publish_attempts: int = Field(3, ge=1)
+    # false: the topology is declared beforehand (compose's broker-setup), and the services' users
+    # may not configure anything; they only use the exchanges and queues.
+    rabbitmq_declare_topology: bool = True
 
     # Object storage (MinIO under compose, any S3-compatible server natively)
     s3_endpoint: str = "127.0.0.1:8333"
@@ -314,6 +319,7 @@ class Settings(BaseSettings):
             management_port=self.rabbitmq_management_port,
             publish_attempts=self.publish_attempts,
             topology=TopologySettings(self.queue_type, self.max_queued_jobs, self.job_retries, self.webhook_retries),
+            declare_topology=self.rabbitmq_declare_topology,
         )
 
     @property

@@ -27,8 +27,10 @@ def free_s3_port(volume_servers: int = 0) -> int:
 class PrivateObjectStore:
     """Can be stopped and started again on the same port and data, like an outage."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        """`env`: more settings for the launcher (S3_PRESIGN_* for a read-only second key)."""
         self.data_dir = data_dir
+        self.env = env or {}
         self.port = free_s3_port()
         self.endpoint = f"127.0.0.1:{self.port}"
         self._process: subprocess.Popen | None = None
@@ -37,7 +39,7 @@ class PrivateObjectStore:
         with open(self.data_dir.parent / f"seaweedfs-{self.port}.log", "ab") as log:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "tools.objectstore", "--dir", str(self.data_dir), "--port", str(self.port)],
-                cwd=PROJECT_DIR, env={**os.environ, **S3_KEYS}, stdout=log, stderr=subprocess.STDOUT,
+                cwd=PROJECT_DIR, env={**os.environ, **S3_KEYS, **self.env}, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         wait_for(lambda: port_open(self.port), 60, "SeaweedFS to listen")

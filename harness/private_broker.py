@@ -46,11 +46,14 @@ class PrivateBroker:
         host: str = "127.0.0.1",
         ports: tuple[int, int] | None = None,
         root: Path | None = None,
+        config: str = "",
     ) -> None:
         """`host` is a loopback address to listen on; `ports` (AMQP, management) default to free ones;
-        `root` runs the node from another RabbitMQ installation (see the module's docstring)."""
+        `root` runs the node from another RabbitMQ installation (see the module's docstring); `config`
+        is added to the node's rabbitmq.conf."""
         self.node = f"imgtest-{uuid.uuid4().hex[:6]}@localhost"
         self.root = root.resolve() if root else None
+        self.config = config
         # Nodes that cluster share a cookie of their own, unknown to the machine's broker. A node in a
         # root always has one: the root's default cookie belongs to nobody.
         self.cookie = cookie or (secrets.token_hex(16) if root else None)
@@ -92,7 +95,7 @@ class PrivateBroker:
         config = (
             f"listeners.tcp.local = {self.endpoint.host}:{self.endpoint.port}\n"
             f"management.tcp.ip = {self.endpoint.host}\n"
-            f"management.tcp.port = {self.endpoint.management_port}\n"
+            f"management.tcp.port = {self.endpoint.management_port}\n{self.config}\n"
         )
         if self.root:
             config += "".join(f"deprecated_features.permit.{name} = false\n" for name in DENIED_DEPRECATED_FEATURES)

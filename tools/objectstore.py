@@ -13,16 +13,19 @@ STORAGE=cluster`); with two, what is stored stays readable when one goes, but wr
 
 Every port an instance opens is derived from the S3 port, so a second instance (the tests' own)
 can run beside the one `make run` starts. Credentials come from S3_ACCESS_KEY / S3_SECRET_KEY, the
-same settings the services use. Binds to 127.0.0.1 only; telemetry and the admin UI are off.
+same settings the services use; with S3_PRESIGN_ACCESS_KEY / S3_PRESIGN_SECRET_KEY set, that second
+key is an identity that may only read, for signing download links. Binds to 127.0.0.1 only;
+telemetry and the admin UI are off.
 """
 
 import argparse
+import json
 import os
 import shutil
 import sys
 from pathlib import Path
 
-from common.settings import settings
+from common.settings import StorageSettings, settings
 
 # Offsets from the S3 port of master, volume, filer, iceberg, lance and admin; SeaweedFS adds
 # 10000 to each for its gRPC port.
@@ -109,6 +112,23 @@ def weed_command(data_dir: Path, s3_port: int, role: str = "mini", index: int = 
     raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
 
 
+def identities(storage: StorageSettings) -> dict | None:
+    """SeaweedFS's S3 identities when a read-only presign key is configured (None: the one key
+    given in the environment is enough)."""
+    if not (storage.presign_access_key and storage.presign_secret_key):
+        return None
+
+    def identity(name: str, access_key: str, secret_key: str, actions: list[str]) -> dict:
+        return {"name": name, "credentials": [{"accessKey": access_key, "secretKey": secret_key}], "actions": actions}
+
+    return {
+        "identities": [
+            identity("services", storage.access_key, storage.secret_key, ["Admin", "Read", "List", "Tagging", "Write"]),
+            identity("presign", storage.presign_access_key, storage.presign_secret_key, ["Read"]),
+        ]
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", type=Path, required=True, help="where SeaweedFS keeps its data")
@@ -120,6 +140,13 @@ def main() -> None:
     for flag in command:
         if flag.startswith(("-dir=", "-mdir=", "-defaultStoreDir=")):
             Path(flag.split("=", 1)[1]).mkdir(parents=True, exist_ok=True)
+    s3_identities = identities(settings.storage)
+    if s3_identities and args.role in ("mini", "filer"):
+        path = args.dir.resolve() / "s3-identities.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(s3_identities))
+        command.append(f"-s3.config={path}")
     env = {
         **os.environ,
         "AWS_ACCESS_KEY_ID": settings.s3_access_key,

@@ -5,8 +5,10 @@ set -euo pipefail
 
 PROJECT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PROJECT_DIR
-# The same .env the services read; loaded here so the ports below follow it.
-if [ -f "$PROJECT_DIR/.env" ]; then set -a; . "$PROJECT_DIR/.env"; set +a; fi
+. "$PROJECT_DIR/tools/lib.sh"  # port_open, wait_for_port, load_dotenv
+# The same .env the services read, loaded here so the ports below follow it; the environment wins
+# (`RABBITMQ_HOSTS=... make run` with an empty RABBITMQ_HOSTS= in .env).
+load_dotenv "$PROJECT_DIR/.env"
 export RUN_DIR="${RUN_DIR:-$PROJECT_DIR/.run}"
 export VENV="${VENV:-$PROJECT_DIR/.venv}"
 export API_HOST="${API_HOST:-127.0.0.1}"
@@ -24,8 +26,6 @@ RABBITMQ_MANAGEMENT_PORT="${RABBITMQ_MANAGEMENT_PORT:-15672}"
 CONF="$PROJECT_DIR/deploy/supervisord.conf"
 ctl() { "$VENV/bin/supervisorctl" -c "$CONF" "$@"; }
 say() { printf '==> %s\n' "$*"; }
-# port_open, wait_for_port
-. "$PROJECT_DIR/tools/lib.sh"
 
 supervisor_running() { [ -S "$RUN_DIR/supervisor.sock" ] && ctl pid >/dev/null 2>&1; }
 

@@ -140,6 +140,11 @@ class ManagementApi:
             f"/permissions/{self._vhost}/{quote(user, safe='')}", json={"configure": ".*", "write": ".*", "read": ".*"}
         ).raise_for_status()
 
+    def import_definitions(self, definitions: dict[str, Any]) -> None:
+        """Imports users, permissions and virtual hosts (RabbitMQ's definitions format); existing
+        ones are updated, nothing is removed."""
+        self.client.post("/definitions", json=definitions).raise_for_status()
+
     def delete_vhost(self) -> None:
         self.client.delete(f"/vhosts/{self._vhost}")
 

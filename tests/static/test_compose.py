@@ -26,7 +26,8 @@ ENV_EXAMPLE = ROOT / ".env.example"
 
 INFRA_SERVICES = {"rabbitmq", "minio"}
 APP_SERVICES = {"api", "worker", "notification"}
-CORE_SERVICES = INFRA_SERVICES | APP_SERVICES | {"createbucket"}
+SETUP_SERVICES = {"broker-setup", "storage-setup"}
+CORE_SERVICES = INFRA_SERVICES | APP_SERVICES | SETUP_SERVICES
 NAMED_VOLUMES = {"rabbitmq-data": ("rabbitmq", "/var/lib/rabbitmq"), "minio-data": ("minio", "/data")}
 COMPOSE_ONLY_SECTION = "compose only"
 
@@ -34,7 +35,11 @@ COMPOSE_ONLY_SECTION = "compose only"
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([^}]*)\}")
 DEFAULTED = re.compile(r"^([A-Z][A-Z0-9_]*):-(.*)$")
 ENV_LINE = re.compile(r"^(#\s*)?([A-Z][A-Z0-9_]*)=(.*)$")
-DURATION = re.compile(r"^(?:(\d+)m)?(?:(\d+)s)?$")
+GO_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
+GO_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+# What the worker may still do after SHUTDOWN_GRACE_S before compose kills it: its final statistics
+# write (one storage call, bounded by S3_TIMEOUT_S) and closing its connections.
+WORKER_STOP_MARGIN_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -103,10 +108,11 @@ def published_ports(service: dict[str, Any]) -> set[int]:
     return ports
 
 
-def seconds(duration: str) -> int:
-    match = DURATION.match(duration)
-    assert match and duration, f"unsupported duration {duration!r}"
-    return int(match[1] or 0) * 60 + int(match[2] or 0)
+def seconds(duration: str) -> float:
+    """A Go duration as Compose writes and reads them ("1m5s", "17.5s", "30.0s20s": parts add up)."""
+    parts = GO_DURATION_PART.findall(duration)
+    assert parts and "".join(a + b for a, b in parts) == duration, f"unsupported duration {duration!r}"
+    return sum(float(amount) * GO_DURATION_UNITS[unit] for amount, unit in parts)
 
 
 @pytest.fixture(scope="module")
@@ -235,11 +241,12 @@ def test_compose_app_service_depends_on_broker(services: dict[str, dict[str, Any
     assert "rabbitmq" in depends_on(services[name])
 
 
-@pytest.mark.parametrize("name", ["api", "worker"])
-def test_compose_storage_user_waits_for_bucket(services: dict[str, dict[str, Any]], name: str) -> None:
+@pytest.mark.parametrize("name", sorted(APP_SERVICES))
+def test_compose_app_service_waits_for_its_users_and_the_bucket(services: dict[str, dict[str, Any]], name: str) -> None:
     deps = depends_on(services[name])
     assert (deps.get("minio") or {}).get("condition") == "service_healthy"
-    assert (deps.get("createbucket") or {}).get("condition") == "service_completed_successfully"
+    for setup in SETUP_SERVICES:
+        assert (deps.get(setup) or {}).get("condition") == "service_completed_successfully", setup
 
 
 def test_compose_awaited_services_define_healthchecks(services: dict[str, dict[str, Any]]) -> None:
@@ -261,8 +268,8 @@ def test_compose_one_shot_services_do_not_restart(services: dict[str, dict[str, 
         for dep, spec in depends_on(service).items()
         if (spec or {}).get("condition") == "service_completed_successfully"
     }
-    assert one_shot == {"createbucket"}
-    assert {name: services[name].get("restart") for name in one_shot} == {"createbucket": "no"}
+    assert one_shot == SETUP_SERVICES
+    assert {name: services[name].get("restart") for name in one_shot} == dict.fromkeys(SETUP_SERVICES, "no")
 
 
 def test_compose_api_healthcheck_probes_readiness(services: dict[str, dict[str, Any]]) -> None:
@@ -305,20 +312,37 @@ def test_compose_publishes_port(services: dict[str, dict[str, Any]], name: str, 
 
 
 @pytest.mark.parametrize("name", sorted(APP_SERVICES))
-def test_compose_build_uses_repo_root_and_service_dockerfile(
+def test_compose_builds_the_service_target_of_the_one_dockerfile(
     services: dict[str, dict[str, Any]], name: str
 ) -> None:
     build = services[name]["build"]
-    assert build["context"] == "."
-    assert build["dockerfile"] == f"{name}/Dockerfile"
-    assert (ROOT / build["dockerfile"]).is_file()
+    assert build == {"context": ".", "target": name}
+    assert (ROOT / "Dockerfile").is_file()
+    assert re.search(rf"^FROM base AS {name}$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
 
 
-def test_worker_stop_grace_exceeds_shutdown_grace(
-    services: dict[str, dict[str, Any]], env_entries: list[EnvEntry]
+@pytest.mark.parametrize("shutdown_grace", [None, "45", "2.5", "90.0"])
+def test_worker_stop_grace_is_shutdown_grace_plus_margin(
+    compose_cli: list[str], clean_env: dict[str, str], env_entries: list[EnvEntry], shutdown_grace: str | None
 ) -> None:
-    shutdown_grace = float(next(e.value for e in env_entries if e.name == "SHUTDOWN_GRACE_S"))
-    assert seconds(services["worker"]["stop_grace_period"]) > shutdown_grace
+    env = clean_env if shutdown_grace is None else {**clean_env, "SHUTDOWN_GRACE_S": shutdown_grace}
+    result = run_compose(compose_cli, env, "--env-file", "/dev/null", "-f", str(COMPOSE_FILE), "config")
+    assert result.returncode == 0, result.stderr
+    worker = yaml.safe_load(result.stdout)["services"]["worker"]
+    grace = float(shutdown_grace or next(e.value for e in env_entries if e.name == "SHUTDOWN_GRACE_S"))
+    assert seconds(worker["stop_grace_period"]) == grace + WORKER_STOP_MARGIN_S
+    assert float(worker["environment"]["SHUTDOWN_GRACE_S"]) == grace
+
+
+def test_worker_stop_margin_outlasts_a_storage_call(env_entries: list[EnvEntry]) -> None:
+    s3_timeout = float(next(e.value for e in env_entries if e.name == "S3_TIMEOUT_S"))
+    assert s3_timeout < WORKER_STOP_MARGIN_S
+
+
+def test_go_durations_add_up() -> None:
+    assert (seconds("30.0s20s"), seconds("1m5s"), seconds("17.5s")) == (50.0, 65.0, 17.5)
+    with pytest.raises(AssertionError):
+        seconds("forty")
 
 
 @pytest.mark.parametrize("name", sorted(APP_SERVICES))
@@ -407,3 +431,45 @@ def _overlay() -> dict[str, Any]:
             tag, lambda load, node: load.construct_sequence(node) if isinstance(node, yaml.SequenceNode) else None
         )
     return yaml.load((ROOT / "docker-compose.cluster.yml").read_text(), Loader=loader)  # SafeLoader subclass
+
+
+# --- the README's compose commands ----------------------------------------------------------------
+
+README = ROOT / "README.md"
+FENCE = re.compile(r"^```.*?$(.*?)^```", re.M | re.S)
+INLINE = re.compile(r"`([^`\n]+)`")
+COMPOSE_COMMAND = re.compile(r"docker[ -]compose\b[^\n#]*")
+
+
+def compose_commands(text: str) -> list[str]:
+    """Every `docker compose ...` command written in code: fenced blocks, inline code and the compose
+    file's comments."""
+    blocks = list(FENCE.findall(text))
+    rest = FENCE.sub("", text)
+    code = blocks + INLINE.findall(rest)
+    return [command.strip() for snippet in code for command in COMPOSE_COMMAND.findall(snippet)]
+
+
+def downs_without_profile(text: str) -> list[str]:
+    return [c for c in compose_commands(text) if re.search(r"\bdown\b", c) and "--profile" not in c]
+
+
+def test_readme_compose_down_commands_name_the_monitoring_profile() -> None:
+    downs = [c for c in compose_commands(README.read_text()) if re.search(r"\bdown\b", c)]
+    assert downs, "the README shows no way to stop the compose stack"
+    assert downs_without_profile(README.read_text()) == []
+
+
+def test_compose_file_comments_down_commands_name_the_monitoring_profile() -> None:
+    comments = "\n".join(line for line in COMPOSE_FILE.read_text().splitlines() if line.lstrip().startswith("#"))
+    assert downs_without_profile(comments) == []
+
+
+def test_profile_check_sees_a_bare_down() -> None:
+    text = "```\ndocker compose up -d\ndocker compose down -v\n```\nthen `docker-compose down`"
+    assert downs_without_profile(text) == ["docker compose down -v", "docker-compose down"]
+
+
+def test_readme_scales_through_worker_replicas(compose: dict[str, Any]) -> None:
+    assert compose["services"]["worker"]["deploy"]["replicas"] == "${WORKER_REPLICAS:-1}"
+    assert "`WORKER_REPLICAS=3` in `.env`" in README.read_text()

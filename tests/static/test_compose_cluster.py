@@ -73,6 +73,16 @@ def test_compose_cluster_services_know_every_broker_node(cluster) -> None:
         ), name
 
 
+def test_compose_cluster_broker_setup_declares_quorum_queues_on_every_node(cluster) -> None:
+    setup = cluster["broker-setup"]["environment"]
+    for name in APP_SERVICES:
+        env = cluster[name]["environment"]
+        assert (setup["RABBITMQ_HOSTS"], setup["QUEUE_TYPE"]) == (env["RABBITMQ_HOSTS"], env["QUEUE_TYPE"]), name
+    assert {n: depends_on(cluster["broker-setup"])[n]["condition"] for n in RABBITMQ_NODES} == dict.fromkeys(
+        RABBITMQ_NODES, "service_healthy"
+    )
+
+
 def test_compose_cluster_rabbitmq_nodes_form_one_cluster(cluster) -> None:
     conf = CLUSTER_CONF.read_text()
     listed = re.findall(r"^cluster_formation\.classic_config\.nodes\.\d+ = rabbit@(\S+)$", conf, re.M)

@@ -130,7 +130,7 @@ def test_compose_monitoring_profile_wires_prometheus_and_grafana(compose: dict[s
     services = compose["services"]
     for name, port in (("prometheus", 9090), ("grafana", 3000)):
         assert services[name]["profiles"] == ["monitoring"]
-        assert f"{port}:{port}" in services[name]["ports"]
+        assert f"127.0.0.1:{port}:{port}" in services[name]["ports"]
     prometheus_mounts = dict(v.rsplit(":", 2)[:2] for v in services["prometheus"]["volumes"])
     assert prometheus_mounts == {"./monitoring/prometheus/prometheus.yml": "/etc/prometheus/prometheus.yml"}
     assert "--config.file=/etc/prometheus/prometheus.yml" in services["prometheus"]["command"]
