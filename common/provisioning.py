@@ -9,7 +9,7 @@ then declares the whole topology (common/topology.py, from the same settings the
 The services then run with RABBITMQ_DECLARE_TOPOLOGY=false and may configure nothing.
 
 With ENVIRONMENT=production it first refuses every default, empty or short secret it was handed
-(every variable named *_PASSWORD, *_SECRET or *_SECRET_KEY): compose gives it all of them, Grafana's
+(every variable named *_PASSWORD, *_SECRET, *_SECRET_KEY or *_COOKIE): compose gives it all of them, Grafana's
 and MinIO's included, and nothing else starts until it has succeeded.
 """
 
@@ -33,7 +33,7 @@ from common.topology import declare_topology
 
 logger = logging.getLogger("provisioning")
 
-SECRET_SUFFIXES = ("_PASSWORD", "_SECRET", "_SECRET_KEY")
+SECRET_SUFFIXES = ("_PASSWORD", "_SECRET", "_SECRET_KEY", "_COOKIE")
 ATTEMPTS = 10
 
 

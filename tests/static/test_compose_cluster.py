@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from common.settings import parse_broker_nodes
+from common.settings import is_strong_secret, parse_broker_nodes
 from tests.static.test_compose import (  # noqa: F401 - fixtures used by name
     APP_SERVICES,
     COMPOSE_FILE,
@@ -81,6 +81,12 @@ def test_compose_cluster_broker_setup_declares_quorum_queues_on_every_node(clust
     assert {n: depends_on(cluster["broker-setup"])[n]["condition"] for n in RABBITMQ_NODES} == dict.fromkeys(
         RABBITMQ_NODES, "service_healthy"
     )
+
+
+def test_compose_cluster_broker_setup_checks_the_cookie(cluster) -> None:
+    cookie = cluster["rabbitmq"]["environment"]["RABBITMQ_ERLANG_COOKIE"]
+    assert cluster["broker-setup"]["environment"]["RABBITMQ_ERLANG_COOKIE"] == cookie
+    assert not is_strong_secret(cookie), "the local default cookie must be refused in production"
 
 
 def test_compose_cluster_rabbitmq_nodes_form_one_cluster(cluster) -> None:
