@@ -185,16 +185,27 @@ def chart(results: dict, path: Path) -> None:
     bottom.set_ylabel("p50 latency, one job at a time (ms)")
     bottom.set_xticks(range(len(sizes)), [f"{s} MP" for s in sizes])
     bottom.legend(fontsize=8)
+    save_figure(figure, path)
+
+
+def save_figure(figure, path: Path) -> None:
+    """A matplotlib figure as a PNG at `path`, then closed."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     plt.close(figure)
 
 
-def write(results: dict, out_dir: Path) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "bench.json"
+def write_json(results: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
+    return path
+
+
+def write(results: dict, out_dir: Path) -> Path:
+    path = write_json(results, out_dir / "bench.json")
     (out_dir / "bench.md").write_text(table(results) + "\n")
     chart(results, out_dir / "bench.png")
     return path

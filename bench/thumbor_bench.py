@@ -256,7 +256,6 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m bench.thumbor_bench`: this comparison alone, on a SeaweedFS of its own; `--env KEY=VALUE`
     starts the system with a setting changed (for A/B runs of a change)."""
     import argparse
-    import json
     import shutil
     import tempfile
 
@@ -278,9 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     store = PrivateObjectStore(work / "s3").start()
     thumbor = system = None
     try:
-        assert store._process is not None  # noqa: SLF001 - the bench meters the store's process
+        assert store._process is not None  # the bench meters the store's process
         thumbor = Thumbor(folder, work / "logs")
-        system = BenchSystem(store.endpoint, store._process.pid, work / "logs", 2, concurrency=CLIENTS, env=env)  # noqa: SLF001
+        system = BenchSystem(store.endpoint, store._process.pid, work / "logs", 2, concurrency=CLIENTS, env=env)
         figures = compare(thumbor, SystemOnThumborsWorkload(system), images, args.count, args.rounds)
     finally:
         if system is not None:
@@ -289,9 +288,9 @@ def main(argv: list[str] | None = None) -> int:
             thumbor.close()
         store.stop()
         shutil.rmtree(work, ignore_errors=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    from bench.report import thumbor_table
+    from bench.report import thumbor_table, write_json
+
+    write_json(figures, args.out)
 
     print(thumbor_table(figures))
     return 0

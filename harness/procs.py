@@ -1,5 +1,5 @@
 """What the benchmark, the load tools and the tests read about processes from /proc: CPU time,
-peak resident memory, children, and the machine's own CPU ticks."""
+resident and peak resident memory, open file descriptors, children, and the machine's own CPU ticks."""
 
 import os
 from pathlib import Path
@@ -19,6 +19,19 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return round(int(line.split()[1]) / 1024, 1)
     raise ValueError(f"no VmHWM for {pid}")
+
+
+def rss_mb(pid: int) -> float:
+    """VmRSS: the resident memory of the process now."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise ValueError(f"no VmRSS for {pid}")
+
+
+def open_fds(pid: int) -> int:
+    """How many file descriptors the process holds open (files, sockets, pipes)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def reset_peak_rss(pid: int) -> None:
