@@ -212,6 +212,17 @@ def latency_windows(jobs: list[JobResult], soak_started: float, seconds: float) 
     return windows
 
 
+def stop_quietly(system: BenchSystem | None, store: PrivateObjectStore, work: Path) -> None:
+    """Stops what the soak started; a slow stop is reported, and does not cost the run's figures."""
+    for stop in (system.close if system is not None else None, store.stop):
+        try:
+            if stop is not None:
+                stop()
+        except Exception as exc:  # noqa: BLE001 - the measurements are taken; say what did not stop
+            say(f"cleaning up: {exc!r}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.time()
@@ -234,10 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs = soak(system, images, rate, seconds, sampler)
         say(f"{len(jobs)} jobs in {time.time() - soak_started:.0f} s; {len(sampler.samples)} samples")
     finally:
-        if system is not None:
-            system.close()
-        store.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_quietly(system, store, work)
     results = {
         "command": f"python -m bench.soak --minutes {args.minutes:g}",
         "machine": {**machine_info(), "loadavg_after": os.getloadavg()},
