@@ -9,8 +9,9 @@ its image process) and the notifier; the virtual host's RabbitMQ connections and
 queue's depth. At the end, the verdicts:
 
     lost        every upload accepted, and no job without an end (completed or failed) when the run is over
-    memory      resident memory grows < 10 %: the highest reading of the last quarter against the highest
-                of the first quarter after warm-up (the first `--warm-up` share of the run)
+    memory      resident memory grows < 10 %: its median in the last quarter against its median in the
+                first quarter after warm-up (the first `--warm-up` share of the run); a worker's memory
+                jumps while it holds a large image, the median is the level it comes back to
     latency     the p99 of the last half is within 1.5× the p99 of the first half (after warm-up)
     fds         no process holds more than 5 descriptors above its level after warm-up
     broker      the number of connections and of channels never changes after warm-up
@@ -21,6 +22,7 @@ Writes results/soak/soak.json, report.md and soak.png (memory, latency, descript
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -86,6 +88,7 @@ class Sampler:
             process = services[service].process
             assert process is not None
             self.processes[name] = process.pid
+        self.missed: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="soak-sampler", daemon=True)
 
@@ -105,7 +108,10 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval if self.samples else 0):
-            self.samples.append(self.read())
+            try:
+                self.samples.append(self.read())
+            except OSError as exc:  # a process gone from /proc: the soak's verdicts show it
+                self.missed.append(f"{time.monotonic() - self.started:.1f} s: {exc!r}")
 
     def read(self) -> Sample:
         management = self.system.vhost.management
@@ -152,11 +158,14 @@ def verdicts(jobs: list[JobResult], samples: list[Sample], soak_started: float, 
     baseline_at = seconds * warm_up
     steady = [s for s in samples if s.at >= baseline_at] or samples[-1:]
     first = steady[0]
-    # A worker's memory rises and falls with the image in hand: compare the highest reading of the first
-    # quarter after warm-up with the highest of the last quarter, each spanning several rounds of the set.
+    # A worker's memory jumps while it holds a large image, and a sample catches such a moment or not:
+    # compare the level it sits at (the median) in the first quarter after warm-up and in the last.
     quarter = max(1, len(steady) // 4)
     rss_growth = {
-        name: round(max(s.rss_mb[name] for s in steady[-quarter:]) / max(s.rss_mb[name] for s in steady[:quarter]) - 1, 4)
+        name: round(
+            statistics.median(s.rss_mb[name] for s in steady[-quarter:])
+            / statistics.median(s.rss_mb[name] for s in steady[:quarter]) - 1, 4
+        )
         for name in first.rss_mb
     }
     fd_growth = {name: max(s.fds[name] for s in steady) - first.fds[name] for name in first.fds}
@@ -260,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         "verdicts": verdicts(jobs, sampler.samples, soak_started, seconds, args.warm_up),
         "latency_windows": latency_windows(jobs, soak_started, seconds),
         "samples": [sample.__dict__ for sample in sampler.samples],
+        "missed_samples": sampler.missed,
     }
     from bench import soak_report
 

@@ -25,7 +25,7 @@ def summary(results: dict) -> str:
             f"| {mark[passed['no_job_lost']]} |"
         ),
         (
-            "| resident memory grows < 10 % (peak of the last quarter vs the first after warm-up) | "
+            "| resident memory grows < 10 % (median of the last quarter vs the first after warm-up) | "
             + ", ".join(f"{name} {growth:+.1%}" for name, growth in v["rss_growth"].items())
             + f" | {mark[passed['memory_flat']]} |"
         ),
