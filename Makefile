@@ -110,6 +110,11 @@ bench-quick: venv thumbor-venv ## the benchmark on one tiny size with a few jobs
 bench-thumbor: venv thumbor-venv ## only thumbor vs the system on 2K photos fit to 512: results/bench/thumbor.json
 	@$(PY) -m bench.thumbor_bench
 
+SOAK_MINUTES ?= 20
+.PHONY: soak
+soak: venv ## SOAK_MINUTES (20) at 70% of measured capacity, mixed images: results/soak/report.md and soak.png
+	@SOAK_MINUTES=$(SOAK_MINUTES) $(PY) -m bench.soak
+
 thumbor-venv: venv ## thumbor's own virtualenv (.venv-thumbor, it needs Pillow < 13), made once and reused
 	@$(PY) -c "from bench.thumbor_bench import thumbor_python; thumbor_python()"
 

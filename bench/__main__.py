@@ -20,7 +20,7 @@ from pathlib import Path
 from bench import profile, report
 from bench.celery_bench import BenchCelery
 from bench.images import BenchImage, bench_image, bench_images, long_side_images
-from bench.inprocess import InProcessBench
+from bench.inprocess import CONTENDERS, CONTENDERS_512, InProcessBench
 from bench.system import BenchSystem
 from bench.thumbor_bench import SystemOnThumborsWorkload, Thumbor, compare
 from common.settings import Settings
@@ -29,6 +29,7 @@ from harness.processes import PROJECT_DIR
 from load_test.results import machine_info
 
 RESULTS_DIR = PROJECT_DIR / "results" / "bench"
+FIT512 = "fit512"  # thumbor's workload in-process: the pipeline and libvips fit 2K photos into 512×512
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Plan:
     thumbor_long_side: int = 2048  # thumbor's workload: photos of this longer side fit into 512×512
     thumbor_count: int = 160  # images per contender per round
     thumbor_rounds: int = 3
+    fit512_iterations: int = 12  # in-process, per aspect, on thumbor's workload
     notes: dict = field(default_factory=dict)
 
 
@@ -62,7 +64,7 @@ FULL = Plan(
 )
 QUICK = Plan(
     sizes=("0.1",), iterations={"0.1": 3}, rounds=1, batch={"0.1": 4}, sequential=2,
-    thumbor_long_side=640, thumbor_count=6, thumbor_rounds=1,
+    thumbor_long_side=640, thumbor_count=6, thumbor_rounds=1, fit512_iterations=3,
 )
 
 
@@ -90,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     big = {label: bench_image(label, RESULTS_DIR / "images") for label in plan.memory_sizes}
 
     say(f"in-process: {args.processes} processes, limit vs libvips")
-    inprocess = run_inprocess(plan, images, args.processes)
+    fit512 = long_side_images(plan.thumbor_long_side, RESULTS_DIR / "images")
+    inprocess = run_inprocess(plan, images, fit512, args.processes)
 
     work_dir = Path(tempfile.mkdtemp(prefix="imgpipe-bench-"))
     (work_dir / "s3").mkdir()
@@ -127,12 +130,13 @@ def main(argv: list[str] | None = None) -> int:
             )
             for label in plan.sizes
         },
+        "fit512": report.inprocess_figures(fit512, inprocess[FIT512]),
         "thumbor": thumbor,
         "memory": memory,
         "prefetch": prefetch,
         "profile": profiled,
         "details": {
-            "inprocess_rounds": {label: inprocess[label + ":rounds"] for label in plan.sizes},
+            "inprocess_rounds": {label: inprocess[label + ":rounds"] for label in (*plan.sizes, FIT512)},
             "system": {str(w): {s: asdict(r) for s, r in end_to_end["system"][w].items()} for w in plan.workers},
             "celery": {str(w): {s: asdict(r) for s, r in end_to_end["celery"][w].items()} for w in plan.workers},
         },
@@ -143,26 +147,35 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_inprocess(plan: Plan, images: dict[str, list[BenchImage]], processes: int) -> dict:
-    """Per size: each contender's rate on the whole set (every aspect once), and per aspect."""
-    bench = InProcessBench({_key(image): image.path for label in plan.sizes for image in images[label]}, processes)
+def run_inprocess(plan: Plan, images: dict[str, list[BenchImage]], fit512: list[BenchImage], processes: int) -> dict:
+    """Per size: each contender's rate on the whole set (every aspect once), and per aspect; the same for
+    thumbor's workload (2K photos fit into 512, key "fit512")."""
+    sets = {**{label: images[label] for label in plan.sizes}, FIT512: fit512}
+    bench = InProcessBench({_key(name, image): image.path for name, set_ in sets.items() for image in set_}, processes)
     figures: dict = {}
     try:
-        for label in plan.sizes:
+        for name, set_ in sets.items():
+            contenders, iterations = (CONTENDERS_512, plan.fit512_iterations) if name == FIT512 else (
+                CONTENDERS, plan.iterations[name]
+            )
             by_aspect, rounds = {}, {}
-            for image in images[label]:
-                measured = bench.measure(_key(image), plan.iterations[label], plan.rounds)
-                by_aspect[image.aspect], rounds[image.aspect] = measured.img_s, measured.rounds
-                say(f"  {label} MP {image.aspect} ({image.width}×{image.height}): {measured.img_s}")
-            figures[label] = {**report.set_rates(by_aspect), "by_aspect": by_aspect}
-            figures[label + ":rounds"] = rounds
+            for image in set_:
+                measured = bench.measure(_key(name, image), iterations, plan.rounds, contenders)
+                rates = {
+                    **dict(zip(("limit", "libvips"), (measured.img_s[c] for c in contenders), strict=True)),
+                    **dict(zip(("limit_cpu_ms", "libvips_cpu_ms"), (measured.cpu_ms[c] for c in contenders), strict=True)),
+                }
+                by_aspect[image.aspect], rounds[image.aspect] = rates, measured.rounds
+                say(f"  {name} {image.aspect} ({image.width}×{image.height}): {rates}")
+            figures[name] = {**report.set_rates(by_aspect), "by_aspect": by_aspect}
+            figures[name + ":rounds"] = rounds
     finally:
         bench.close()
     return figures
 
 
-def _key(image: BenchImage) -> str:
-    return f"{image.label} {image.aspect}"
+def _key(set_name: str, image: BenchImage) -> str:
+    return f"{set_name} {image.aspect}"
 
 
 def run_end_to_end(plan, images, args, endpoint: str, store_pid: int, logs: Path) -> dict:

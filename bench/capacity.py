@@ -52,13 +52,6 @@ def broker_pids(cluster: BrokerCluster) -> list[int]:
     return [int((node.base_dir / "pid").read_text().strip()) for node in cluster.nodes]
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    raise ValueError(f"no VmRSS for {pid}")
-
-
 def idle_cores(bench: BenchSystem, seconds: float = 10.0) -> dict[str, float]:
     """Cores each group uses with no job running (the brokers' and storage's background work)."""
     bench.cpu.start()
@@ -151,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             results[label] = measure_run(bench, image, operations, count, pids, idle)
             say(f"  CPU ms per job, net of idle: {results[label]['cpu_ms_per_job_net']}")
         idle_rss = {
-            "broker_node_mb": max(rss_mb(pid) for pid in broker_pids(cluster)),
-            "storage_member_mb": {name: rss_mb(p.pid) for name, p in storage._processes.items()},
+            "broker_node_mb": max(procs.rss_mb(pid) for pid in broker_pids(cluster)),
+            "storage_member_mb": {name: procs.rss_mb(p.pid) for name, p in storage._processes.items()},
         }
         document = {
             "command": "python -m bench.capacity" + (" --quick" if args.quick else ""),

@@ -4,6 +4,7 @@
              operations: no queue, no storage; what the system could reach if nothing else cost.
     libvips  pyvips `thumbnail_buffer` + the same text overlay + `jpegsave_buffer(Q=85)`, one libvips
              thread per process (VIPS_CONCURRENCY=1, operation cache off).
+    limit-512, libvips-512   the same on thumbor's workload: fit into 512×512, no watermark, JPEG q85.
 
 Every process runs the same image the same number of times; the figure is images / wall time of the
 slowest process. Rounds alternate the contenders' order and the best round of each is kept, so a
@@ -14,15 +15,17 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.operations import DEFAULT_BOX, Watermark, parse_operations
 
 OPERATIONS = "resize,watermark"
+FIT_512 = 512
 QUALITY = 85
 MAX_PIXELS = 100_000_000
 CONTENDERS = ("limit", "libvips")
+CONTENDERS_512 = ("limit-512", "libvips-512")
 
 # Set in each pool process before pyvips is imported.
 _images: dict[str, bytes] = {}
@@ -33,15 +36,24 @@ def _init(paths: dict[str, str]) -> None:
     os.environ["VIPS_CONCURRENCY"] = "1"
     for label, path in paths.items():
         _images[label] = Path(path).read_bytes()
-    _functions["limit"] = _limit_function()
+    _functions["limit"] = _limit_function(OPERATIONS)
     _functions["libvips"] = _libvips_function()
+    _functions["limit-512"] = _limit_function(f"resize(width={FIT_512},height={FIT_512})")
+    _functions["libvips-512"] = _libvips_fit_function(FIT_512)
 
 
-def _limit_function() -> Callable[[bytes], bytes]:
+def _limit_function(operations_text: str) -> Callable[[bytes], bytes]:
     from worker.pipeline import process_image
 
-    operations = parse_operations(OPERATIONS, 20)
+    operations = parse_operations(operations_text, 20)
     return lambda data: process_image(data, operations, None, QUALITY, MAX_PIXELS).data
+
+
+def _libvips_fit_function(box: int) -> Callable[[bytes], bytes]:
+    import pyvips
+
+    pyvips.cache_set_max(0)
+    return lambda data: pyvips.Image.thumbnail_buffer(data, box, height=box, size="down").jpegsave_buffer(Q=QUALITY)
 
 
 def _libvips_function() -> Callable[[bytes], bytes]:
@@ -75,18 +87,21 @@ def _libvips_function() -> Callable[[bytes], bytes]:
 
 
 def _run(task: tuple[str, str, int]) -> float:
+    """The CPU seconds this process spent on `iterations` images (the caller times the wall clock)."""
     contender, label, iterations = task
     function, data = _functions[contender], _images[label]
-    started = time.perf_counter()
+    started = time.process_time()
     for _ in range(iterations):
         function(data)
-    return time.perf_counter() - started
+    return time.process_time() - started
 
 
 @dataclass
 class InProcessResult:
     img_s: dict[str, float]  # contender -> best round's images per second
     rounds: dict[str, list[float]]  # every round's figure
+    # contender -> best round's CPU ms per image: unlike img/s, barely moved by other load on the machine
+    cpu_ms: dict[str, float] = field(default_factory=dict)
 
 
 class InProcessBench:
@@ -99,22 +114,31 @@ class InProcessBench:
             self.processes, initializer=_init, initargs=({k: str(v) for k, v in images.items()},)
         )
 
-    def measure(self, label: str, iterations: int, rounds: int = 3) -> InProcessResult:
-        self._pass(CONTENDERS, label, 1)  # warm-up: first calls load codecs and fonts
-        figures: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+    def measure(
+        self, label: str, iterations: int, rounds: int = 3, contenders: tuple[str, ...] = CONTENDERS
+    ) -> InProcessResult:
+        self._pass(contenders, label, 1)  # warm-up: first calls load codecs and fonts
+        figures: dict[str, list[float]] = {name: [] for name in contenders}
+        cpu: dict[str, list[float]] = {name: [] for name in contenders}
         for round_ in range(rounds):
-            order = CONTENDERS if round_ % 2 == 0 else CONTENDERS[::-1]
-            for name, rate in self._pass(order, label, iterations).items():
+            order = contenders if round_ % 2 == 0 else contenders[::-1]
+            for name, (rate, cpu_ms) in self._pass(order, label, iterations).items():
                 figures[name].append(rate)
-        return InProcessResult({name: max(rates) for name, rates in figures.items()}, figures)
+                cpu[name].append(cpu_ms)
+        return InProcessResult(
+            {name: max(rates) for name, rates in figures.items()}, figures,
+            {name: min(values) for name, values in cpu.items()},
+        )
 
-    def _pass(self, order: tuple[str, ...], label: str, iterations: int) -> dict[str, float]:
-        rates = {}
+    def _pass(self, order: tuple[str, ...], label: str, iterations: int) -> dict[str, tuple[float, float]]:
+        """contender → (images per second, CPU ms per image)."""
+        figures = {}
+        images = self.processes * iterations
         for name in order:
             started = time.perf_counter()
-            self._pool.map(_run, [(name, label, iterations)] * self.processes, chunksize=1)
-            rates[name] = round(self.processes * iterations / (time.perf_counter() - started), 2)
-        return rates
+            cpu_s = self._pool.map(_run, [(name, label, iterations)] * self.processes, chunksize=1)
+            figures[name] = (round(images / (time.perf_counter() - started), 2), round(sum(cpu_s) * 1000 / images, 2))
+        return figures
 
     def close(self) -> None:
         self._pool.close()

@@ -256,7 +256,6 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m bench.thumbor_bench`: this comparison alone, on a SeaweedFS of its own; `--env KEY=VALUE`
     starts the system with a setting changed (for A/B runs of a change)."""
     import argparse
-    import json
     import shutil
     import tempfile
 
@@ -289,9 +288,9 @@ def main(argv: list[str] | None = None) -> int:
             thumbor.close()
         store.stop()
         shutil.rmtree(work, ignore_errors=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    from bench.report import thumbor_table
+    from bench.report import thumbor_table, write_json
+
+    write_json(figures, args.out)
 
     print(thumbor_table(figures))
     return 0

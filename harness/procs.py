@@ -1,5 +1,5 @@
 """What the benchmark, the load tools and the tests read about processes from /proc: CPU time,
-peak resident memory, children, and the machine's own CPU ticks."""
+resident and peak resident memory, open file descriptors, children, and the machine's own CPU ticks."""
 
 import os
 from pathlib import Path
@@ -21,6 +21,19 @@ def peak_rss_mb(pid: int) -> float:
     raise ValueError(f"no VmHWM for {pid}")
 
 
+def rss_mb(pid: int) -> float:
+    """VmRSS: the resident memory of the process now."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise ValueError(f"no VmRSS for {pid}")
+
+
+def open_fds(pid: int) -> int:
+    """How many file descriptors the process holds open (files, sockets, pipes)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
 def reset_peak_rss(pid: int) -> None:
     """Starts VmHWM again from the current RSS (Linux: clear_refs 5)."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")
@@ -29,7 +42,10 @@ def reset_peak_rss(pid: int) -> None:
 def children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        found.extend(int(child) for child in (task / "children").read_text().split())
+        try:
+            found.extend(int(child) for child in (task / "children").read_text().split())
+        except FileNotFoundError:
+            continue  # the thread ended while the list was read
     return found
 
 

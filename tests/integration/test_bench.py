@@ -70,9 +70,24 @@ def test_bench_quick_measures_the_pipeline_and_libvips_on_every_aspect(quick_run
         limit, libvips = figures["limit_img_s_by_aspect"][aspect], figures["libvips_img_s_by_aspect"][aspect]
         assert limit > 0 and libvips > 0
         assert figures["pipeline_vs_libvips_by_aspect"][aspect] == pytest.approx(limit / libvips, rel=1e-2)
+        limit_cpu, libvips_cpu = figures["limit_cpu_ms_by_aspect"][aspect], figures["libvips_cpu_ms_by_aspect"][aspect]
+        assert limit_cpu > 0 and libvips_cpu > 0
+        assert figures["pipeline_vs_libvips_cpu_by_aspect"][aspect] == pytest.approx(libvips_cpu / limit_cpu, rel=1e-2)
     # The size's rate is the whole set's: between the slowest and the fastest aspect.
     assert min(figures["limit_img_s_by_aspect"].values()) <= figures["limit_img_s"]
     assert figures["limit_img_s"] <= max(figures["limit_img_s_by_aspect"].values())
+
+
+def test_bench_quick_measures_thumbors_workload_in_process_on_every_aspect(quick_run) -> None:
+    results, _ = quick_run
+    fit512 = results["fit512"]
+    assert [image["aspect"] for image in fit512["images"]] == list(ASPECTS)
+    assert all(max(image["width"], image["height"]) > 512 for image in fit512["images"])
+    for aspect in ASPECTS:
+        assert fit512["pipeline_vs_libvips_by_aspect"][aspect] == pytest.approx(
+            fit512["limit_img_s_by_aspect"][aspect] / fit512["libvips_img_s_by_aspect"][aspect], rel=1e-2
+        )
+        assert fit512["limit_cpu_ms_by_aspect"][aspect] > 0
 
 
 def test_bench_quick_runs_thumbor_against_the_system(quick_run) -> None:
@@ -99,5 +114,6 @@ def test_bench_quick_writes_the_table_and_a_chart(quick_run) -> None:
     table = (out / "bench.md").read_text()
     assert table.startswith("| size |") and f"{next(iter(results['sizes']))} MP" in table
     assert "| pipeline ÷ libvips" in table and "| 3:2 |" in table and "| thumbor |" in table
+    assert "| 2K photos, fit 512" in table
     with Image.open(out / "bench.png") as chart:
         assert chart.format == "PNG" and chart.width > 400 and chart.height > 300

@@ -1,0 +1,78 @@
+"""`python -m bench.storage_cost`: the CPU one S3 request costs the object store and the client, by kind.
+
+A private SeaweedFS (as the bench and the tests start it) and the services' own client
+(common/storage.py, minio-py); `--count` requests of each kind: PUT and GET of an original-sized object
+(600 KB, a 2K photo) and of a job-record-sized one (2 KB). CPU from /proc for the store's process, from
+the process clock for the client. `--unsigned` repeats the PUTs with the payload left out of the
+signature (UNSIGNED-PAYLOAD), to tell the signature's share.
+"""
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from harness import procs
+from harness.objectstore import PrivateObjectStore, object_store
+
+SIZES = {"600 KB": 600_000, "2 KB": 2_000}
+
+
+def measure(store_pid: int, request: Callable[[int], object], count: int) -> dict[str, float]:
+    request(-1)  # connection and first-call costs
+    client, server = time.process_time(), procs.cpu_seconds(store_pid)
+    for index in range(count):
+        request(index)
+    return {
+        "client_cpu_ms": round((time.process_time() - client) * 1000 / count, 2),
+        "store_cpu_ms": round((procs.cpu_seconds(store_pid) - server) * 1000 / count, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=60)
+    parser.add_argument("--unsigned", action="store_true")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="imgpipe-storage-cost-"))
+    (work / "s3").mkdir()
+    store = PrivateObjectStore(work / "s3").start()
+    try:
+        assert store._process is not None  # the store's process is metered
+        pid = store._process.pid
+        s3 = object_store(store.endpoint, "cost")
+        s3.ensure_bucket()
+        for label, size in SIZES.items():
+            data = os.urandom(size)
+
+            def put(index: int, data: bytes = data, label: str = label) -> None:
+                s3.put(f"{label}/{index}", data, "image/jpeg")
+
+            def get(index: int, label: str = label) -> bytes:
+                return s3.get(f"{label}/{max(index, 0)}")
+
+            print(f"PUT {label}: {measure(pid, put, args.count)}", flush=True)
+            print(f"GET {label}: {measure(pid, get, args.count)}", flush=True)
+            if args.unsigned:
+                import minio.api
+
+                signed = minio.api.sha256_hash
+                minio.api.sha256_hash = lambda data: "UNSIGNED-PAYLOAD"
+                try:
+                    print(f"PUT {label}, UNSIGNED-PAYLOAD: {measure(pid, put, args.count)}", flush=True)
+                finally:
+                    minio.api.sha256_hash = signed
+    finally:
+        try:
+            store.stop()
+        except AssertionError as exc:
+            print(f"the store was slow to stop: {exc}")
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
