@@ -163,7 +163,9 @@ def run_inprocess(plan: Plan, images: dict[str, list[BenchImage]], fit512: list[
                 measured = bench.measure(_key(name, image), iterations, plan.rounds, contenders)
                 rates = {
                     **dict(zip(("limit", "libvips"), (measured.img_s[c] for c in contenders), strict=True)),
-                    **dict(zip(("limit_cpu_ms", "libvips_cpu_ms"), (measured.cpu_ms[c] for c in contenders), strict=True)),
+                    **dict(
+                        zip(("limit_cpu_ms", "libvips_cpu_ms"), (measured.cpu_ms[c] for c in contenders), strict=True)
+                    ),
                 }
                 by_aspect[image.aspect], rounds[image.aspect] = rates, measured.rounds
                 say(f"  {name} {image.aspect} ({image.width}×{image.height}): {rates}")

@@ -122,11 +122,13 @@ class Sampler:
             connections = len(management.connections())
             channels = len(management.channels())
             queued = management.queue(WORK_QUEUE).get("messages")
-        except Exception:  # noqa: BLE001 - a missed sample, not a failed soak
+        except Exception:  # a missed sample, not a failed soak
             connections = channels = queued = None
         return Sample(
             at=round(time.monotonic() - self.started, 1),
-            rss_mb={name: round(sum(procs.rss_mb(p) for p in self._family(pid)), 1) for name, pid in self.processes.items()},
+            rss_mb={
+                name: round(sum(procs.rss_mb(p) for p in self._family(pid)), 1) for name, pid in self.processes.items()
+            },
             fds={name: sum(procs.open_fds(p) for p in self._family(pid)) for name, pid in self.processes.items()},
             connections=connections,
             channels=channels,
@@ -216,7 +218,9 @@ def latency_windows(jobs: list[JobResult], soak_started: float, seconds: float) 
             if start <= job.submitted_at - soak_started < start + width and job.status == COMPLETED
         ]
         spread = percentiles(job.latency_ms for job in inside)
-        windows.append({"from_s": round(start, 1), "jobs": len(inside), "p50_ms": spread["p50"], "p99_ms": spread["p99"]})
+        windows.append(
+            {"from_s": round(start, 1), "jobs": len(inside), "p50_ms": spread["p50"], "p99_ms": spread["p99"]}
+        )
         start += width
     return windows
 
@@ -227,7 +231,7 @@ def stop_quietly(system: BenchSystem | None, store: PrivateObjectStore, work: Pa
         try:
             if stop is not None:
                 stop()
-        except Exception as exc:  # noqa: BLE001 - the measurements are taken; say what did not stop
+        except Exception as exc:
             say(f"cleaning up: {exc!r}")
     shutil.rmtree(work, ignore_errors=True)
 

@@ -21,7 +21,8 @@ def summary(results: dict) -> str:
         "| check | measured | met |",
         "| --- | --- | --- |",
         (
-            f"| no job lost | {v['lost']} lost, {v['rejected']} refused, {v['completed']} completed, {v['failed']} failed "
+            f"| no job lost | {v['lost']} lost, {v['rejected']} refused, {v['completed']} completed, "
+            f"{v['failed']} failed "
             f"| {mark[passed['no_job_lost']]} |"
         ),
         (

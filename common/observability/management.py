@@ -125,12 +125,15 @@ class ManagementApi:
         queue: dict[str, Any] = response.json()
         return queue
 
-    def connections(self) -> list[dict]:
+    def connections(self) -> list[dict[str, Any]]:
         """The virtual host's client connections (the soak checks that their number stays put)."""
-        return self.client.get(f"/vhosts/{self._vhost}/connections").raise_for_status().json()
+        response = self.client.get(f"/vhosts/{self._vhost}/connections").raise_for_status()
+        connections: list[dict[str, Any]] = response.json()
+        return connections
 
-    def channels(self) -> list[dict]:
-        return self.client.get(f"/vhosts/{self._vhost}/channels").raise_for_status().json()
+    def channels(self) -> list[dict[str, Any]]:
+        channels: list[dict[str, Any]] = self.client.get(f"/vhosts/{self._vhost}/channels").raise_for_status().json()
+        return channels
 
     def delete_queue(self, name: str) -> None:
         self.client.delete(f"/queues/{self._vhost}/{quote(name, safe='')}").raise_for_status()
