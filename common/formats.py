@@ -1,13 +1,16 @@
 """The image formats the system takes in and gives out: one list, read by the API and the worker.
 
 Pillow is only ever asked to open these formats (`Image.open(..., formats=PILLOW_FORMATS)`), so the
-plugins of every other format it knows (DDS, FTEX, ...) never see an uploaded byte.
+plugins of every other format it knows (DDS, FTEX, ...) never see an uploaded byte. HEIF is read by
+pillow-heif's plugin, registered by common.imaging; AVIF by Pillow's own.
 """
 
 from typing import Literal, get_args
 
 # Pillow's format name → the name the API and job records use. Pillow names a JPEG that carries
 # extra pictures (what many cameras and phones write) MPO; its first picture is an ordinary JPEG.
+# Of a file holding several pictures, the first is taken (a TIFF's first page, a HEIF's primary
+# image), except an animation (ANIMATED_FORMATS), whose frames are all read.
 INPUT_FORMATS: dict[str, str] = {
     "JPEG": "jpeg",
     "MPO": "jpeg",
@@ -16,6 +19,8 @@ INPUT_FORMATS: dict[str, str] = {
     "GIF": "gif",
     "BMP": "bmp",
     "TIFF": "tiff",
+    "AVIF": "avif",
+    "HEIF": "heic",
 }
 # What Image.open may try. MPO has no opener of its own: JPEG's recognises it.
 PILLOW_FORMATS: tuple[str, ...] = tuple(name for name in INPUT_FORMATS if name != "MPO")
@@ -30,6 +35,8 @@ CONTENT_TYPES: dict[str, str] = {
     "gif": "image/gif",
     "bmp": "image/bmp",
     "tiff": "image/tiff",
+    "avif": "image/avif",
+    "heic": "image/heic",
 }
 # An input in one of these formats is written back in it unless another is asked for.
 KEPT_FORMATS: frozenset[str] = frozenset(OUTPUT_FORMATS)

@@ -31,7 +31,7 @@ def upload(
     services: ServicesDep,
     client: CurrentClient,
     response: Response,
-    file: Annotated[UploadFile, File(description="The image: JPEG, PNG, WebP, GIF, BMP or TIFF")],
+    file: Annotated[UploadFile, File(description="The image: JPEG, PNG, WebP, GIF, BMP, TIFF, AVIF or HEIC")],
     operations: Annotated[
         str | None,
         Form(
