@@ -4,7 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from common.formats import OutputFormat
+from common.formats import ColorPolicy, MetadataPolicy, OutputFormat
 from common.jobs import JobStatus, OriginalInfo, Timings, WebhookDelivery
 from common.messages import ResultInfo
 from common.operations import Operation
@@ -16,6 +16,8 @@ class JobAccepted(BaseModel):
     operations: list[Operation]
     output_format: OutputFormat | None
     quality: int
+    color: ColorPolicy
+    metadata: MetadataPolicy
     status_url: str
     result_url: str
 
@@ -30,6 +32,8 @@ class JobStatusResponse(BaseModel):
     operations: list[Operation]
     output_format: OutputFormat | None
     quality: int
+    color: ColorPolicy
+    metadata: MetadataPolicy
     callback_url: str | None
     owner: str | None
     original: OriginalInfo

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from api import errors
-from api.uploads import parse_output_format, safe_filename, sniff_image
+from api.uploads import parse_choice, parse_output_format, safe_filename, sniff_image
 from common import amqp
 from common.clients import Client
 from common.egress import EgressPolicy, UnsafeTarget
+from common.formats import COLOR_POLICIES, METADATA_POLICIES
 from common.jobs import JobRecord, JobStatus, JobStore, OriginalInfo, original_key
 from common.messages import is_job_id
 from common.operations import Operation, OperationsError, Resize, parse_operations
@@ -41,6 +42,8 @@ class Upload:
     output_format: str | None = None
     quality: int | None = None
     callback_url: str | None = None
+    color: str | None = None
+    metadata: str | None = None
 
 
 @dataclass
@@ -66,6 +69,8 @@ def submit_job(upload: Upload, ports: JobsPorts) -> JobRecord:
         raise errors.InvalidInput(f"operations: {exc}", field="operations") from exc
     _check_output_size(operations, limits.max_output_pixels)
     output_format = parse_output_format(upload.output_format)
+    color = parse_choice(upload.color, "color", COLOR_POLICIES)
+    metadata = parse_choice(upload.metadata, "metadata", METADATA_POLICIES)
     callback_url = None
     if upload.callback_url:
         try:
@@ -80,6 +85,8 @@ def submit_job(upload: Upload, ports: JobsPorts) -> JobRecord:
         operations=operations,
         output_format=output_format,
         quality=upload.quality or limits.default_quality,
+        color=color,
+        metadata=metadata,
         callback_url=callback_url,
         owner=upload.client.name,
         original=OriginalInfo(

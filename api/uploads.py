@@ -78,6 +78,16 @@ def parse_output_format(value: str | None) -> str | None:
     return normalised
 
 
+def parse_choice(value: str | None, field: str, allowed: tuple[str, ...]) -> str:
+    """One of `allowed` (the first when the field is not given), case-insensitive; else a 422 naming the field."""
+    if value is None or not value.strip():
+        return allowed[0]
+    normalised = value.strip().lower()
+    if normalised not in allowed:
+        raise InvalidInput(f"{field} {value[:40]!r} is not supported; allowed: {', '.join(allowed)}", field=field)
+    return normalised
+
+
 def safe_filename(name: str | None) -> str | None:
     """The client's filename, kept for information only: path parts and control characters removed."""
     if not name:

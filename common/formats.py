@@ -43,6 +43,17 @@ KEPT_FORMATS: frozenset[str] = frozenset(OUTPUT_FORMATS)
 
 # ICC profiles above this are dropped, not copied: real ones are a few hundred KB at most.
 MAX_ICC_PROFILE_BYTES = 1024 * 1024
+# EXIF or XMP kept on request above this is dropped: a JPEG segment holds 64 KiB.
+MAX_METADATA_BYTES = 64 * 1024
+
+# srgb: pixels converted from their embedded profile to sRGB, written untagged; keep: the profile
+# goes with the pixels (when it still describes them).
+ColorPolicy = Literal["srgb", "keep"]
+COLOR_POLICIES: tuple[str, ...] = ("srgb", "keep")
+# strip: no EXIF, XMP, IPTC or comments; keep: EXIF and XMP (orientation applied and removed);
+# copyright: only EXIF's Artist and Copyright.
+MetadataPolicy = Literal["strip", "keep", "copyright"]
+METADATA_POLICIES: tuple[str, ...] = ("strip", "keep", "copyright")
 
 
 def output_format(name: str) -> OutputFormat | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, computed_field
 
-from common.formats import OutputFormat
+from common.formats import ColorPolicy, MetadataPolicy, OutputFormat
 from common.messages import JobMessage, ResultInfo, utcnow
 from common.operations import Operation
 from common.storage import ObjectMissing, ObjectStore
@@ -70,6 +70,8 @@ class JobRecord(BaseModel):
     operations: list[Operation]
     output_format: OutputFormat | None = None
     quality: int
+    color: ColorPolicy = "srgb"
+    metadata: MetadataPolicy = "strip"
     callback_url: str | None = None
     owner: str | None = None  # the client that submitted it (None: anonymous)
     original: OriginalInfo
@@ -167,6 +169,8 @@ class JobRecord(BaseModel):
             operations=self.operations,
             output_format=self.output_format,
             quality=self.quality,
+            color=self.color,
+            metadata=self.metadata,
             callback_url=self.callback_url,
             submitted_at=self.created_at,
         )

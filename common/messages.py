@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.formats import OutputFormat
+from common.formats import ColorPolicy, MetadataPolicy, OutputFormat
 from common.operations import Operation
 
 
@@ -61,6 +61,8 @@ class JobMessage(BaseModel):
     operations: list[Operation] = Field(min_length=1)
     output_format: OutputFormat | None = None
     quality: int = Field(85, ge=1, le=100)
+    color: ColorPolicy = "srgb"
+    metadata: MetadataPolicy = "strip"
     callback_url: str | None = None
     submitted_at: datetime
 

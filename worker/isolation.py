@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
+from common.formats import ColorPolicy, MetadataPolicy
 from common.operations import Operation
 from worker.pipeline import ImageRejected, ProcessedImage
 
@@ -40,6 +41,8 @@ class PipelineRequest:
     max_pixels: int
     max_output_pixels: int
     time_limit_s: float
+    color: ColorPolicy = "srgb"
+    metadata: MetadataPolicy = "strip"
 
 
 class Pipeline(Protocol):
@@ -166,7 +169,7 @@ def _serve(connection: Connection, memory_limit_mb: int) -> None:
             result = process_image(
                 request.data, request.operations, request.output_format, request.quality,
                 request.max_pixels, deadline=time.monotonic() + request.time_limit_s,
-                max_output_pixels=request.max_output_pixels,
+                max_output_pixels=request.max_output_pixels, color=request.color, metadata=request.metadata,
             )
             reply: tuple[str, Any] = ("ok", result)
         except ImageRejected as exc:

@@ -20,12 +20,16 @@ from common.formats import (
     MAX_ICC_PROFILE_BYTES,
     OUTPUT_FORMATS,
     PILLOW_FORMATS,
+    ColorPolicy,
+    MetadataPolicy,
     OutputFormat,
     accepted_list,
     output_format,
 )
 from common.imaging import declared_size
 from common.operations import Operation, Resize
+from worker.colour import to_srgb
+from worker.metadata import NONE, Metadata, kept_metadata
 from worker.processors import apply
 from worker.processors.resize import ResizePlan, plan_resize, resample
 
@@ -67,6 +71,8 @@ def process_image(
     max_pixels: int,
     deadline: float | None = None,
     max_output_pixels: int | None = None,
+    color: ColorPolicy = "srgb",
+    metadata: MetadataPolicy = "strip",
 ) -> ProcessedImage:
     """Apply `operations` in order and encode the result.
 
@@ -76,16 +82,20 @@ def process_image(
     the header). No operation may produce more than `max_output_pixels` (default `max_pixels`),
     whatever it asks for. `deadline` (a time.monotonic() value) is checked before each operation
     and before encoding; one Pillow call cannot be interrupted, which is why the worker runs this
-    in a process it can stop (worker/isolation.py).
+    in a process it can stop (worker/isolation.py). `color` and `metadata` are the job's policies
+    (common/formats.py): by default pixels are converted to sRGB and no metadata is written.
     """
     operations = list(operations)
     max_output_pixels = max_output_pixels or max_pixels
     image, drafted = _decode(data, operations[0] if operations else None, max_pixels)
     source_format = image.format
+    kept = kept_metadata(image, metadata)
     image, icc = _normalise(image)
     if drafted is not None:
         image = resample(image, *drafted)
         operations = operations[1:]
+    if color == "srgb":
+        image, icc = to_srgb(image, icc), None
     for operation in operations:
         _check_deadline(deadline, operation.name)
         _check_output_pixels(image, operation, max_output_pixels)
@@ -93,7 +103,7 @@ def process_image(
     _check_deadline(deadline, "encoding")
     format_ = _output_format(output_format, source_format, image)
     return ProcessedImage(
-        data=_encode(image, format_, quality, icc),
+        data=_encode(image, format_, quality, icc, kept),
         width=image.width,
         height=image.height,
         format=format_,
@@ -270,7 +280,7 @@ def _output_format(requested: str | None, source_format: str | None, image: Imag
     return "png" if image.mode in ("LA", "RGBA") else "jpeg"
 
 
-def _encode(image: Image.Image, format_: str, quality: int, icc: bytes | None) -> bytes:
+def _encode(image: Image.Image, format_: str, quality: int, icc: bytes | None, kept: Metadata = NONE) -> bytes:
     if format_ == "jpeg" and image.mode in ("LA", "RGBA"):
         image = _flatten(image)
     elif format_ == "webp" and image.mode in ("L", "LA"):
@@ -285,7 +295,7 @@ def _encode(image: Image.Image, format_: str, quality: int, icc: bytes | None) -
         "webp": {"quality": quality, "method": 4},
     }[format_]
     buffer = BytesIO()
-    image.save(buffer, format_.upper(), icc_profile=icc, **options)
+    image.save(buffer, format_.upper(), icc_profile=icc, **options, **kept.save_options(format_))
     return buffer.getvalue()
 
 

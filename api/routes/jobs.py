@@ -41,6 +41,13 @@ def upload(
     ] = None,
     output_format: Annotated[str | None, Form(description="jpeg, png or webp; default: the input's")] = None,
     quality: Annotated[int | None, Form(ge=1, le=100)] = None,
+    color: Annotated[
+        str | None, Form(description="srgb (default: converted to sRGB from the embedded profile) or keep (the profile kept)")
+    ] = None,
+    metadata: Annotated[
+        str | None,
+        Form(description="strip (default: no EXIF, GPS, XMP, IPTC or comments), keep (EXIF and XMP), copyright (EXIF Artist and Copyright only)"),
+    ] = None,
     callback_url: Annotated[
         str | None,
         Form(description="public http(s) URL called with the completion event, signed (Standard Webhooks)"),
@@ -50,6 +57,7 @@ def upload(
         service.Upload(
             client=client, file=file.file, size=file.size or 0, filename=file.filename,
             operations=operations, output_format=output_format, quality=quality, callback_url=callback_url,
+            color=color, metadata=metadata,
         ),
         services.jobs_ports,
     )
@@ -63,6 +71,8 @@ def upload(
         operations=record.operations,
         output_format=record.output_format,
         quality=record.quality,
+        color=record.color,
+        metadata=record.metadata,
         status_url=status_url,
         result_url=f"{public_url}/result/{record.job_id}",
     )

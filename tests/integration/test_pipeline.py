@@ -6,12 +6,13 @@ import socket
 
 import httpx
 import pytest
-from PIL import Image
+from PIL import ExifTags, Image
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from harness.processes import wait_for
 from harness.system import System
 from harness.webhooks import TEST_WEBHOOK_SECRET, WebhookReceiver
+from tests.support.images import PRIVATE_STRINGS, camera_jpeg
 
 pytestmark = pytest.mark.integration
 
@@ -162,6 +163,8 @@ def test_unknown_operation_is_422_and_nothing_is_queued(system: System, sample_j
         ({"operations": "filter(name=blur,radius=-1)"}, 422, "radius"),
         ({"output_format": "gif"}, 422, "allowed: jpeg, png, webp"),
         ({"callback_url": "ftp://example"}, 422, "callback_url"),
+        ({"metadata": "none"}, 422, "metadata 'none' is not supported"),
+        ({"color": "p3"}, 422, "color 'p3' is not supported"),
     ],
 )
 def test_upload_rejects_bad_parameters(system: System, sample_jpg, form, status_code, fragment) -> None:
@@ -234,3 +237,37 @@ def test_prefetch_above_one_settles_every_message_once(make_system, sample_jpg) 
     assert all(s["attempts"] == 1 for s in statuses)
     wait_for(lambda: system.vhost.queue("images.jobs.work")["messages_unacknowledged"] == 0, 20, "every ack")
     assert system.services["worker-a"].running
+
+
+def test_a_photo_with_gps_comes_back_without_any_of_its_metadata(system: System, tmp_path) -> None:
+    photo = tmp_path / "phone.jpg"
+    photo.write_bytes(camera_jpeg(orientation=6, size=(400, 300)))
+
+    response = system.upload(photo, operations="resize(width=150)")
+
+    assert response.status_code == 202, response.text
+    assert (response.json()["metadata"], response.json()["color"]) == ("strip", "srgb")
+    status = system.wait_finished(response.json()["job_id"])
+    assert status["status"] == "completed", status
+    with system.http as client:
+        data = client.get(f"/result/{status['job_id']}").content
+    image = Image.open(io.BytesIO(data))
+    assert image.size == (150, 200)  # turned upright first
+    assert len(image.getexif()) == 0 and not image.getexif().get_ifd(ExifTags.IFD.GPSInfo)
+    assert not any(secret in data for secret in PRIVATE_STRINGS)
+
+
+def test_metadata_copyright_keeps_the_credit_and_drops_the_position(system: System, tmp_path) -> None:
+    photo = tmp_path / "phone.jpg"
+    photo.write_bytes(camera_jpeg())
+
+    response = system.upload(photo, operations="resize(width=100)", metadata="copyright", color="keep")
+
+    assert response.status_code == 202, response.text
+    status = system.wait_finished(response.json()["job_id"])
+    assert (status["status"], status["metadata"], status["color"]) == ("completed", "copyright", "keep"), status
+    with system.http as client:
+        data = client.get(f"/result/{status['job_id']}").content
+    exif = Image.open(io.BytesIO(data)).getexif()
+    assert exif[ExifTags.Base.Artist] == "Ann Example" and not exif.get_ifd(ExifTags.IFD.GPSInfo)
+    assert b"SN-SECRET-1234" not in data

@@ -64,6 +64,9 @@ def test_submit_stores_the_original_and_record_then_queues_the_job(ports) -> Non
         ({"output_format": "gif"}, "output_format", "allowed: jpeg, png, webp"),
         ({"callback_url": "http://inside.example/"}, "callback_url", "private address (10.0.0.5)"),
         ({"callback_url": "http://u:p@hooks.example/"}, "callback_url", "credentials"),
+        ({"color": "cmyk"}, "color", "allowed: srgb, keep"),
+        ({"metadata": "gps-only"}, "metadata", "allowed: strip, keep, copyright"),
+        ({"metadata": "x" * 10_000}, "metadata", "allowed: strip, keep, copyright"),
     ],
 )
 def test_submit_refuses_bad_fields_naming_them_and_keeps_nothing(ports, fields, field, fragment) -> None:
