@@ -44,6 +44,7 @@ class Upload:
     callback_url: str | None = None
     color: str | None = None
     metadata: str | None = None
+    max_bytes: int | None = None
 
 
 @dataclass
@@ -87,6 +88,7 @@ def submit_job(upload: Upload, ports: JobsPorts) -> JobRecord:
         quality=upload.quality or limits.default_quality,
         color=color,
         metadata=metadata,
+        max_bytes=upload.max_bytes,
         callback_url=callback_url,
         owner=upload.client.name,
         original=OriginalInfo(

@@ -8,7 +8,7 @@ from typing import BinaryIO
 from PIL import Image, UnidentifiedImageError
 
 from api.errors import InvalidInput, UnsupportedImage
-from common.formats import CONTENT_TYPES, INPUT_FORMATS, OUTPUT_FORMATS, PILLOW_FORMATS, accepted_list
+from common.formats import CONTENT_TYPES, INPUT_FORMATS, PILLOW_FORMATS, REQUESTABLE_FORMATS, accepted_list
 from common.imaging import declared_size
 
 logger = logging.getLogger("api")
@@ -70,9 +70,9 @@ def parse_output_format(value: str | None) -> str | None:
         return None
     normalised = value.strip().lower()
     normalised = "jpeg" if normalised == "jpg" else normalised
-    if normalised not in OUTPUT_FORMATS:
+    if normalised not in REQUESTABLE_FORMATS:
         raise InvalidInput(
-            f"output_format {value[:40]!r} is not supported; allowed: {', '.join(OUTPUT_FORMATS)}",
+            f"output_format {value[:40]!r} is not supported; allowed: {', '.join(REQUESTABLE_FORMATS)}",
             field="output_format",
         )
     return normalised

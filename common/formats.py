@@ -26,8 +26,16 @@ INPUT_FORMATS: dict[str, str] = {
 PILLOW_FORMATS: tuple[str, ...] = tuple(name for name in INPUT_FORMATS if name != "MPO")
 ACCEPTED_NAMES: tuple[str, ...] = tuple(sorted(set(INPUT_FORMATS.values())))
 
-OutputFormat = Literal["jpeg", "png", "webp"]
+OutputFormat = Literal["jpeg", "png", "webp", "avif", "gif"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
+# What a job may ask for: an output format, or `auto` (AVIF for a still result, WebP for an
+# animated one; both keep alpha).
+RequestedFormat = Literal["jpeg", "png", "webp", "avif", "gif", "auto"]
+REQUESTABLE_FORMATS: tuple[RequestedFormat, ...] = get_args(RequestedFormat)
+# Outputs that carry an animation; every other one takes an animation's first frame.
+ANIMATED_OUTPUTS: frozenset[str] = frozenset({"gif", "webp"})
+# Inputs whose frames are an animation (not a camera's second picture or a document's pages).
+ANIMATED_INPUTS: frozenset[str] = frozenset({"GIF", "WEBP", "PNG", "AVIF"})
 CONTENT_TYPES: dict[str, str] = {
     "jpeg": "image/jpeg",
     "png": "image/png",
@@ -40,6 +48,10 @@ CONTENT_TYPES: dict[str, str] = {
 }
 # An input in one of these formats is written back in it unless another is asked for.
 KEPT_FORMATS: frozenset[str] = frozenset(OUTPUT_FORMATS)
+
+# max_bytes, a job's byte budget for its result: below the lower bound no image fits anyway.
+MIN_MAX_BYTES = 512
+MAX_MAX_BYTES = 1 << 30
 
 # ICC profiles above this are dropped, not copied: real ones are a few hundred KB at most.
 MAX_ICC_PROFILE_BYTES = 1024 * 1024

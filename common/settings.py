@@ -160,6 +160,7 @@ class WorkerSettings:
     memory_limit_mb: int
     stats_interval_s: float
     retries: RetryPolicy
+    max_frames: int
     # The work queue's consumer: messages taken at a time, and how long a stopping worker finishes.
     prefetch: int
     grace_s: float
@@ -254,6 +255,8 @@ class Settings(BaseSettings):
     job_time_limit_s: float = Field(120.0, gt=0)
     # Largest image any operation may produce, whatever `upscale` says.
     max_output_pixels: int = Field(100_000_000, ge=1, le=1_000_000_000)
+    # Frames of an animation kept as one (MAX_IMAGE_PIXELS counts them all).
+    max_frames: int = Field(500, ge=1, le=10_000)
     # Address space of the process that decodes and transforms images (0: no limit).
     worker_memory_limit_mb: int = Field(2048, ge=0)
     stats_interval_s: float = Field(5.0, gt=0)
@@ -369,6 +372,7 @@ class Settings(BaseSettings):
             memory_limit_mb=self.worker_memory_limit_mb,
             stats_interval_s=self.stats_interval_s,
             retries=self.job_retries,
+            max_frames=self.max_frames,
             prefetch=self.prefetch_count,
             grace_s=self.shutdown_grace_s,
         )

@@ -43,6 +43,8 @@ class PipelineRequest:
     time_limit_s: float
     color: ColorPolicy = "srgb"
     metadata: MetadataPolicy = "strip"
+    max_frames: int = 500
+    max_bytes: int | None = None
 
 
 class Pipeline(Protocol):
@@ -170,6 +172,7 @@ def _serve(connection: Connection, memory_limit_mb: int) -> None:
                 request.data, request.operations, request.output_format, request.quality,
                 request.max_pixels, deadline=time.monotonic() + request.time_limit_s,
                 max_output_pixels=request.max_output_pixels, color=request.color, metadata=request.metadata,
+                max_frames=request.max_frames, max_bytes=request.max_bytes,
             )
             reply: tuple[str, Any] = ("ok", result)
         except ImageRejected as exc:

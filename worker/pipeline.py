@@ -6,7 +6,7 @@ an image in mode L, LA, RGB or RGBA; everything else is converted here after dec
 
 import struct
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Literal, cast
@@ -14,28 +14,30 @@ from typing import Literal, cast
 from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from common.formats import (
+    ANIMATED_INPUTS,
+    ANIMATED_OUTPUTS,
     CONTENT_TYPES,
-    INPUT_FORMATS,
-    KEPT_FORMATS,
     MAX_ICC_PROFILE_BYTES,
-    OUTPUT_FORMATS,
     PILLOW_FORMATS,
     ColorPolicy,
     MetadataPolicy,
     OutputFormat,
     accepted_list,
-    output_format,
 )
 from common.imaging import declared_size
 from common.operations import Operation, Resize
 from worker.colour import to_srgb
-from worker.metadata import NONE, Metadata, kept_metadata
-from worker.processors import apply
+from worker.encoding import ICC_COLOUR_SPACES, Animation, OverBudget, can_animate, choose_output_format, encode_within
+from worker.metadata import kept_metadata
+from worker.processors import apply_to_frames
 from worker.processors.resize import ResizePlan, plan_resize, resample
 
+# An animation's frames are all decoded up to this many (MAX_FRAMES in the worker's settings).
+DEFAULT_MAX_FRAMES = 500
+
 RejectReason = Literal[
-    "undecodable", "unsupported_format", "too_many_pixels", "truncated", "time_limit", "out_of_memory",
-    "processing_error",
+    "undecodable", "unsupported_format", "too_many_pixels", "too_many_frames", "truncated", "time_limit",
+    "out_of_memory", "processing_error", "output_too_large",
 ]
 
 # What Pillow's decoders raise on malformed input.
@@ -43,7 +45,6 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct
 
 # The scales libjpeg decodes at directly (DCT scaling), largest first.
 DRAFT_SCALES = (8, 4, 2)
-_ICC_COLOUR_SPACES = {"L": b"GRAY", "LA": b"GRAY", "RGB": b"RGB ", "RGBA": b"RGB "}
 
 
 class ImageRejected(Exception):
@@ -61,6 +62,7 @@ class ProcessedImage:
     height: int
     format: OutputFormat
     content_type: str
+    frames: int = 1
 
 
 def process_image(
@@ -73,41 +75,55 @@ def process_image(
     max_output_pixels: int | None = None,
     color: ColorPolicy = "srgb",
     metadata: MetadataPolicy = "strip",
+    max_frames: int = DEFAULT_MAX_FRAMES,
+    max_bytes: int | None = None,
 ) -> ProcessedImage:
     """Apply `operations` in order and encode the result.
 
-    Output format: `output_format`, else the input's if it is JPEG, PNG or WebP, else PNG for an
-    image with alpha and JPEG otherwise. `max_pixels` is checked on the declared size before any
-    pixel is decoded (Pillow's own guard, at the same limit, stops far larger ones while reading
-    the header). No operation may produce more than `max_output_pixels` (default `max_pixels`),
-    whatever it asks for. `deadline` (a time.monotonic() value) is checked before each operation
-    and before encoding; one Pillow call cannot be interrupted, which is why the worker runs this
-    in a process it can stop (worker/isolation.py). `color` and `metadata` are the job's policies
-    (common/formats.py): by default pixels are converted to sRGB and no metadata is written.
+    Output format: see worker.encoding.output_format. `max_pixels` is checked on the declared size
+    before any pixel is decoded (Pillow's own guard, at the same limit, stops far larger ones while
+    reading the header); for an animation it counts every frame, and there are at most
+    `max_frames`. No operation may produce more than `max_output_pixels` (default `max_pixels`),
+    over all frames, whatever it asks for. `deadline` (a time.monotonic() value) is checked before
+    each operation and before encoding; one Pillow call cannot be interrupted, which is why the
+    worker runs this in a process it can stop (worker/isolation.py). `color` and `metadata` are the
+    job's policies (common/formats.py): by default pixels are converted to sRGB and no metadata is
+    written. `max_bytes`: the highest quality whose result fits, or `output_too_large`.
     """
     operations = list(operations)
     max_output_pixels = max_output_pixels or max_pixels
     image, drafted = _decode(data, operations[0] if operations else None, max_pixels)
     source_format = image.format
     kept = kept_metadata(image, metadata)
-    image, icc = _normalise(image)
+    frames, animation = [image], None
+    if _is_animation(image) and can_animate(output_format, source_format):
+        frames, animation = _read_frames(image, max_frames, max_pixels, deadline)
+    frames, icc = _normalise_frames(frames)
     if drafted is not None:
-        image = resample(image, *drafted)
+        frames = [resample(frames[0], *drafted)]
         operations = operations[1:]
     if color == "srgb":
-        image, icc = to_srgb(image, icc), None
+        frames, icc = [to_srgb(frame, icc) for frame in frames], None
     for operation in operations:
         _check_deadline(deadline, operation.name)
-        _check_output_pixels(image, operation, max_output_pixels)
-        image = apply(image, operation)
+        _check_output_pixels(frames[0], operation, max_output_pixels, len(frames))
+        frames = apply_to_frames(frames, operation)
     _check_deadline(deadline, "encoding")
-    format_ = _output_format(output_format, source_format, image)
+    result = frames[0]
+    format_ = choose_output_format(output_format, source_format, result.mode in ("LA", "RGBA"), animation is not None)
+    if format_ not in ANIMATED_OUTPUTS:
+        frames, animation = frames[:1], None
+    try:
+        encoded = encode_within(frames, format_, quality, icc, kept, animation, max_bytes, deadline)
+    except OverBudget as exc:
+        raise ImageRejected("output_too_large", str(exc)) from None
     return ProcessedImage(
-        data=_encode(image, format_, quality, icc, kept),
-        width=image.width,
-        height=image.height,
+        data=encoded,
+        width=result.width,
+        height=result.height,
         format=format_,
         content_type=CONTENT_TYPES[format_],
+        frames=len(frames),
     )
 
 
@@ -116,19 +132,65 @@ def _check_deadline(deadline: float | None, step: str) -> None:
         raise ImageRejected("time_limit", f"the job ran out of its time limit before {step}")
 
 
-def _check_output_pixels(image: Image.Image, operation: Operation, max_pixels: int) -> None:
-    """Refuse an operation whose output would pass the limit, before it runs."""
+def _check_output_pixels(image: Image.Image, operation: Operation, max_pixels: int, frames: int = 1) -> None:
+    """Refuse an operation whose output would pass the limit (over all frames), before it runs."""
     size = image.size
     if isinstance(operation, Resize):
         plan = plan_resize(image.size, operation)
         size = plan.size if plan is not None else size
     width, height = size
-    if width * height > max_pixels:
+    if width * height * frames > max_pixels:
+        each = f" in each of {frames} frames" if frames > 1 else ""
         raise ImageRejected(
             "too_many_pixels",
-            f"{operation.name} would produce {width}×{height} = {width * height:,} pixels; "
-            f"the output limit is {max_pixels:,}",
+            f"{operation.name} would produce {width}×{height} = {width * height:,} pixels{each}; "
+            f"the output limit is {max_pixels:,}" + (" over all frames" if frames > 1 else ""),
         )
+
+
+def _is_animation(image: Image.Image) -> bool:
+    return image.format in ANIMATED_INPUTS and getattr(image, "n_frames", 1) > 1
+
+
+def _read_frames(
+    image: Image.Image, max_frames: int, max_pixels: int, deadline: float | None
+) -> tuple[list[Image.Image], Animation]:
+    """Every frame of an animation, as whole pictures, with their durations and the loop count;
+    the number of frames and the pixels over all of them are checked before the second is decoded."""
+    count, (width, height) = image.n_frames, image.size
+    if count > max_frames:
+        raise ImageRejected("too_many_frames", f"the animation has {count:,} frames; at most {max_frames:,} are accepted")
+    if width * height * count > max_pixels:
+        raise ImageRejected(
+            "too_many_pixels",
+            f"the animation is {count:,} frames of {width}×{height} = {width * height * count:,} pixels; "
+            f"the limit over all frames is {max_pixels:,}",
+        )
+    loop = image.info.get("loop", 0)
+    frames, durations = [], []
+    try:
+        for index in range(count):
+            _check_deadline(deadline, f"decoding frame {index + 1}")
+            image.seek(index)
+            image.load()
+            frames.append(image.copy())
+            durations.append(max(0, int(image.info.get("duration") or 0)))
+    except _DECODE_ERRORS as exc:
+        raise _rejection(exc) from exc
+    return frames, Animation(tuple(durations), loop if isinstance(loop, int) and loop >= 0 else 0)
+
+
+def _normalise_frames(frames: list[Image.Image]) -> tuple[list[Image.Image], bytes | None]:
+    """_normalise on every frame, then one mode for all (with alpha if any frame has it)."""
+    normalised = [_normalise(frame) for frame in frames]
+    icc = normalised[0][1]
+    images = [image for image, _ in normalised]
+    modes = {image.mode for image in images}
+    if len(modes) > 1:
+        colour = "RGB" if modes & {"RGB", "RGBA"} else "L"
+        mode = colour + ("A" if modes & {"LA", "RGBA"} else "")
+        images = [image.convert(mode) for image in images]
+    return images, icc
 
 
 def _decode(
@@ -225,7 +287,7 @@ def _normalise(image: Image.Image) -> tuple[Image.Image, bytes | None]:
         image = _grey_to_8_bit(image)
     elif mode == "1":
         image = image.convert("L")
-    elif mode not in _ICC_COLOUR_SPACES or "transparency" in image.info:
+    elif mode not in ICC_COLOUR_SPACES or "transparency" in image.info:
         # P and PA, and L or RGB with a transparent colour key; also RGBX, YCbCr and the like.
         image = image.convert("RGBA" if image.has_transparency_data else "RGB")
     # EXIF (its orientation is applied), XMP, comments and the like do not go to the output.
@@ -265,42 +327,4 @@ def _grey_to_8_bit(image: Image.Image) -> Image.Image:
             low, high = 0, 65535
     scale = 255 / ((high - low) or 1)
     return image.point(lambda value: value * scale - low * scale).convert("L")
-
-
-def _output_format(requested: str | None, source_format: str | None, image: Image.Image) -> OutputFormat:
-    if requested:
-        format_ = output_format(requested.lower())
-        if format_ is None:
-            raise ValueError(f"unknown output format {requested!r}; use {', '.join(OUTPUT_FORMATS)}")
-        return format_
-    source = INPUT_FORMATS.get(source_format or "", "")
-    kept = output_format(source) if source in KEPT_FORMATS else None
-    if kept is not None:
-        return kept
-    return "png" if image.mode in ("LA", "RGBA") else "jpeg"
-
-
-def _encode(image: Image.Image, format_: str, quality: int, icc: bytes | None, kept: Metadata = NONE) -> bytes:
-    if format_ == "jpeg" and image.mode in ("LA", "RGBA"):
-        image = _flatten(image)
-    elif format_ == "webp" and image.mode in ("L", "LA"):
-        image = image.convert("RGB" + image.mode[1:])  # WebP has no greyscale
-    if icc and icc[16:20] != _ICC_COLOUR_SPACES[image.mode]:
-        icc = None  # e.g. an RGB profile after grayscale: it would misdescribe the pixels
-    options: Mapping[str, object] = {
-        "jpeg": {"quality": quality, "optimize": False, "progressive": False},
-        # zlib's default level: 9 takes two to three times as long for 1-3 % smaller files.
-        "png": {"compress_level": 6},
-        # libwebp's default method; 6 takes about twice as long for a few % smaller files.
-        "webp": {"quality": quality, "method": 4},
-    }[format_]
-    buffer = BytesIO()
-    image.save(buffer, format_.upper(), icc_profile=icc, **options, **kept.save_options(format_))
-    return buffer.getvalue()
-
-
-def _flatten(image: Image.Image) -> Image.Image:
-    """Composite an LA or RGBA image onto white, for JPEG."""
-    background = Image.new(image.mode[:-1], image.size, "white")
-    background.paste(image, mask=image.getchannel("A"))
-    return background
+    format: OutputFormat

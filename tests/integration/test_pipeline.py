@@ -161,7 +161,7 @@ def test_unknown_operation_is_422_and_nothing_is_queued(system: System, sample_j
         ({"operations": "resize(width=0)"}, 422, "width"),
         ({"operations": "resize(colour=red)"}, 422, "unknown parameter 'colour'"),
         ({"operations": "filter(name=blur,radius=-1)"}, 422, "radius"),
-        ({"output_format": "gif"}, 422, "allowed: jpeg, png, webp"),
+        ({"output_format": "bmp"}, 422, "allowed: jpeg, png, webp, avif, gif, auto"),
         ({"callback_url": "ftp://example"}, 422, "callback_url"),
         ({"metadata": "none"}, 422, "metadata 'none' is not supported"),
         ({"color": "p3"}, 422, "color 'p3' is not supported"),
@@ -271,3 +271,58 @@ def test_metadata_copyright_keeps_the_credit_and_drops_the_position(system: Syst
     exif = Image.open(io.BytesIO(data)).getexif()
     assert exif[ExifTags.Base.Artist] == "Ann Example" and not exif.get_ifd(ExifTags.IFD.GPSInfo)
     assert b"SN-SECRET-1234" not in data
+
+
+def _download(system: System, job_id: str) -> bytes:
+    with system.http as client:
+        return client.get(f"/result/{job_id}").content
+
+
+def test_an_animated_gif_comes_back_animated_with_its_timing(system: System, tmp_path) -> None:
+    frames = [Image.new("RGB", (200, 150), colour) for colour in ("red", "green", "blue")]
+    source = tmp_path / "anim.gif"
+    frames[0].save(source, save_all=True, append_images=frames[1:], duration=[70, 140, 210], loop=0)
+
+    response = system.upload(source, operations="resize(width=100),watermark", output_format="auto")
+
+    assert response.status_code == 202, response.text
+    status = system.wait_finished(response.json()["job_id"])
+    assert status["status"] == "completed", status
+    assert (status["result"]["format"], status["result"]["content_type"]) == ("webp", "image/webp")
+    image = Image.open(io.BytesIO(_download(system, status["job_id"])))
+    assert (image.format, image.n_frames, image.size) == ("WEBP", 3, (100, 75))
+    durations = []
+    for index in range(3):
+        image.seek(index)
+        image.load()
+        durations.append(image.info["duration"])
+    assert durations == [70, 140, 210]
+
+
+def test_a_still_photo_as_auto_is_avif(system: System, sample_jpg) -> None:
+    response = system.upload(sample_jpg, operations="resize(width=300)", output_format="auto")
+
+    status = system.wait_finished(response.json()["job_id"])
+    assert status["status"] == "completed", status
+    assert status["result"]["format"] == "avif"
+    assert Image.open(io.BytesIO(_download(system, status["job_id"]))).format == "AVIF"
+
+
+def test_max_bytes_is_met_or_the_job_fails_naming_it(system: System, sample_jpg) -> None:
+    fits = system.upload(sample_jpg, operations="resize(width=600)", output_format="jpeg", max_bytes="20000")
+    too_small = system.upload(sample_jpg, operations="resize(width=600)", output_format="png", max_bytes="600")
+
+    status = system.wait_finished(fits.json()["job_id"])
+    assert status["status"] == "completed", status
+    assert status["max_bytes"] == 20000 and status["result"]["bytes"] <= 20000
+    failed = system.wait_finished(too_small.json()["job_id"])
+    assert (failed["status"], failed["error_reason"]) == ("failed", "output_too_large"), failed
+    assert "max_bytes=600" in failed["error"]
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "511", str(2**40), "lots", "1e6"])
+def test_max_bytes_out_of_range_is_422_naming_it(system: System, sample_jpg, value: str) -> None:
+    response = system.upload(sample_jpg, max_bytes=value)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "max_bytes" or "max_bytes" in response.json()["detail"]

@@ -60,7 +60,10 @@ def large_jpeg() -> bytes:
         ("JPEG", "RGB", "jpeg"),
         ("PNG", "RGB", "png"),
         ("WEBP", "RGB", "webp"),
-        ("GIF", "P", "jpeg"),
+        ("GIF", "P", "gif"),
+        ("AVIF", "RGB", "avif"),
+        ("HEIF", "RGB", "jpeg"),
+        ("HEIF", "RGBA", "png"),
         ("BMP", "RGB", "jpeg"),
         ("TIFF", "RGB", "jpeg"),
         ("TIFF", "RGBA", "png"),
@@ -77,7 +80,10 @@ def test_output_format_defaults_to_input_or_by_alpha(format_, mode, expected):
     assert (result.width, result.height) == (120, 90) == decode(result).size
 
 
-@pytest.mark.parametrize(("requested", "expected"), [("webp", "WEBP"), ("jpg", "JPEG"), ("PNG", "PNG")])
+@pytest.mark.parametrize(
+    ("requested", "expected"),
+    [("webp", "WEBP"), ("jpg", "JPEG"), ("PNG", "PNG"), ("avif", "AVIF"), ("gif", "GIF"), ("auto", "AVIF")],
+)
 def test_output_format_requested(requested, expected):
     result = run(encode(make_photo((120, 90)), "PNG"), output_format=requested)
     assert decode(result).format == expected

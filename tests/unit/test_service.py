@@ -61,7 +61,7 @@ def test_submit_stores_the_original_and_record_then_queues_the_job(ports) -> Non
     [
         ({"operations": "explode"}, "operations", "unknown operation 'explode'"),
         ({"operations": "resize(width=3000,height=3000,fit=fill,upscale=true)"}, "operations", "limited to 4000000"),
-        ({"output_format": "gif"}, "output_format", "allowed: jpeg, png, webp"),
+        ({"output_format": "bmp"}, "output_format", "allowed: jpeg, png, webp, avif, gif, auto"),
         ({"callback_url": "http://inside.example/"}, "callback_url", "private address (10.0.0.5)"),
         ({"callback_url": "http://u:p@hooks.example/"}, "callback_url", "credentials"),
         ({"color": "cmyk"}, "color", "allowed: srgb, keep"),

@@ -7,6 +7,6 @@ input unmodified.
 
 # Imported for their @processor registrations.
 from worker.processors import filter, resize, watermark  # noqa: F401
-from worker.processors.registry import PROCESSORS, apply
+from worker.processors.registry import PROCESSORS, apply, apply_to_frames
 
-__all__ = ["PROCESSORS", "apply"]
+__all__ = ["PROCESSORS", "apply", "apply_to_frames"]
