@@ -18,7 +18,7 @@ from common.egress import EgressPolicy, UnsafeTarget
 from common.formats import COLOR_POLICIES, METADATA_POLICIES
 from common.jobs import JobRecord, JobStatus, JobStore, OriginalInfo, original_key
 from common.messages import is_job_id
-from common.operations import Operation, OperationsError, Resize, parse_operations
+from common.operations import Crop, Operation, OperationsError, Resize, parse_operations
 from common.ports import MessagePublisher, ObjectStorage
 from common.settings import UploadLimits
 from common.storage import StorageError
@@ -79,6 +79,7 @@ def submit_job(upload: Upload, ports: JobsPorts) -> JobRecord:
         except UnsafeTarget as exc:
             raise errors.InvalidInput(f"callback_url is refused: {exc}", field="callback_url") from None
     image = sniff_image(upload.file, upload.size, limits.max_image_pixels)
+    _check_first_crop(operations, image.upright_sizes)
 
     job_id = uuid.uuid4().hex
     record = JobRecord.queued(
@@ -171,6 +172,16 @@ def _check_output_size(operations: list[Operation], max_output_pixels: int) -> N
                     f"{pixels} pixels; outputs are limited to {max_output_pixels} pixels (MAX_OUTPUT_PIXELS)",
                     field="operations",
                 )
+
+
+def _check_first_crop(operations: list[Operation], sizes: tuple[tuple[int, int], ...]) -> None:
+    """A crop box that reaches outside the original, asked for first, is known to fail now."""
+    first = operations[0] if operations else None
+    if not isinstance(first, Crop) or not sizes:
+        return
+    problems = [first.outside(size) for size in sizes]
+    if all(problems):
+        raise errors.InvalidInput(f"operations: operation 1 (crop): {problems[0]}", field="operations")
 
 
 def _forget(ports: JobsPorts, record: JobRecord) -> None:

@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from api.errors import InvalidInput, UnsupportedImage
 from common.formats import CONTENT_TYPES, INPUT_FORMATS, PILLOW_FORMATS, REQUESTABLE_FORMATS, accepted_list
@@ -20,6 +20,9 @@ class SniffedImage:
     width: int
     height: int
     content_type: str
+    # The sizes the image may have once its EXIF orientation is applied: one when the header says
+    # (JPEG), both ways round when it would take decoding to know.
+    upright_sizes: tuple[tuple[int, int], ...] = ()
 
 
 def sniff_image(file: BinaryIO, size: int, max_pixels: int) -> SniffedImage:
@@ -34,6 +37,7 @@ def sniff_image(file: BinaryIO, size: int, max_pixels: int) -> SniffedImage:
         file.seek(0)
         with Image.open(file, formats=PILLOW_FORMATS) as image:
             pil_format, (width, height) = image.format, image.size
+            upright = _upright_sizes(image)
     except Image.DecompressionBombError:
         # Far past the limit: Pillow's own guard refused it from the header.
         width, height = declared_size(file) or (max_pixels + 1, 1)
@@ -56,7 +60,17 @@ def sniff_image(file: BinaryIO, size: int, max_pixels: int) -> SniffedImage:
         )
     assert pil_format is not None
     name = INPUT_FORMATS[pil_format]
-    return SniffedImage(format=name, width=width, height=height, content_type=CONTENT_TYPES[name])
+    return SniffedImage(
+        format=name, width=width, height=height, content_type=CONTENT_TYPES[name], upright_sizes=upright
+    )
+
+
+def _upright_sizes(image: Image.Image) -> tuple[tuple[int, int], ...]:
+    width, height = image.size
+    if image.format not in ("JPEG", "MPO"):
+        return ((width, height), (height, width))  # other formats' EXIF may sit after the pixels
+    turned = image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
+    return ((height, width),) if turned else ((width, height),)
 
 
 def _rewind(file: BinaryIO) -> None:

@@ -29,7 +29,7 @@ from common.operations import Operation, Resize
 from worker.colour import to_srgb
 from worker.encoding import ICC_COLOUR_SPACES, Animation, OverBudget, can_animate, choose_output_format, encode_within
 from worker.metadata import kept_metadata
-from worker.processors import apply_to_frames
+from worker.processors import NotApplicable, apply_to_frames, output_size
 from worker.processors.resize import ResizePlan, plan_resize, resample
 
 # An animation's frames are all decoded up to this many (MAX_FRAMES in the worker's settings).
@@ -37,7 +37,7 @@ DEFAULT_MAX_FRAMES = 500
 
 RejectReason = Literal[
     "undecodable", "unsupported_format", "too_many_pixels", "too_many_frames", "truncated", "time_limit",
-    "out_of_memory", "processing_error", "output_too_large",
+    "out_of_memory", "processing_error", "output_too_large", "crop_outside_image",
 ]
 
 # What Pillow's decoders raise on malformed input.
@@ -107,7 +107,10 @@ def process_image(
     for operation in operations:
         _check_deadline(deadline, operation.name)
         _check_output_pixels(frames[0], operation, max_output_pixels, len(frames))
-        frames = apply_to_frames(frames, operation)
+        try:
+            frames = apply_to_frames(frames, operation)
+        except NotApplicable as exc:
+            raise ImageRejected(exc.reason, f"{operation.name}: {exc}") from None
     _check_deadline(deadline, "encoding")
     result = frames[0]
     format_ = choose_output_format(output_format, source_format, result.mode in ("LA", "RGBA"), animation is not None)
@@ -134,11 +137,7 @@ def _check_deadline(deadline: float | None, step: str) -> None:
 
 def _check_output_pixels(image: Image.Image, operation: Operation, max_pixels: int, frames: int = 1) -> None:
     """Refuse an operation whose output would pass the limit (over all frames), before it runs."""
-    size = image.size
-    if isinstance(operation, Resize):
-        plan = plan_resize(image.size, operation)
-        size = plan.size if plan is not None else size
-    width, height = size
+    width, height = output_size(image.size, operation)
     if width * height * frames > max_pixels:
         each = f" in each of {frames} frames" if frames > 1 else ""
         raise ImageRejected(
@@ -236,6 +235,8 @@ def _draft(image: Image.Image, first: Operation | None) -> tuple[ResizePlan, flo
     """
     if image.format not in ("JPEG", "MPO") or not isinstance(first, Resize):
         return None
+    if first.gravity == "smart" or first.fit == "pad":
+        return None  # the region depends on the pixels, or the output is more than the resample
     width, height = image.size
     orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
     oriented = (height, width) if orientation in (5, 6, 7, 8) else (width, height)

@@ -150,7 +150,7 @@ def test_unknown_operation_is_422_and_nothing_is_queued(system: System, sample_j
     assert response.status_code == 422
     detail = response.json()["detail"]
     assert "unknown operation 'explode'" in detail
-    assert "filter, resize, watermark" in detail
+    assert "crop, filter, flip, pixelate, resize, rotate, saturation, watermark" in detail
     assert system.vhost.message_count("images.jobs.work") == before
     assert len(system.store.list("jobs/")) == records
 
@@ -326,3 +326,43 @@ def test_max_bytes_out_of_range_is_422_naming_it(system: System, sample_jpg, val
 
     assert response.status_code == 422, response.text
     assert response.json()["field"] == "max_bytes" or "max_bytes" in response.json()["detail"]
+
+
+def test_geometry_and_tone_operations_run_through_the_system(system: System, tmp_path) -> None:
+    wide = Image.new("RGB", (900, 300), (120, 130, 140))
+    wide.paste(Image.effect_mandelbrot((200, 200), (-2, -1.2, 0.8, 1.2), 100).convert("RGB"), (650, 50))
+    source = tmp_path / "wide.png"
+    wide.save(source)
+    operations = (
+        "crop(aspect=1:1,gravity=smart),rotate(angle=90),flip(direction=horizontal),"
+        "saturation(factor=1.2),contrast(factor=1.1),brightness(factor=1.05),autocontrast,pixelate(size=4),"
+        "resize(width=200,height=100,fit=pad,background=black)"
+    )
+
+    response = system.upload(source, operations=operations, output_format="png")
+
+    assert response.status_code == 202, response.text
+    status = system.wait_finished(response.json()["job_id"])
+    assert status["status"] == "completed", status
+    assert (status["result"]["width"], status["result"]["height"]) == (200, 100)
+    image = Image.open(io.BytesIO(_download(system, status["job_id"]))).convert("RGB")
+    assert image.getpixel((10, 50)) == (0, 0, 0) and image.getpixel((190, 50)) == (0, 0, 0)  # the pad
+    # the detailed subject was kept: many colours in the middle square
+    assert len(set(image.crop((50, 0, 150, 100)).get_flattened_data())) > 50
+
+
+@pytest.mark.parametrize(
+    ("operations", "fragment"),
+    [
+        ("crop(aspect=1:1,gravity=up)", "gravity"),
+        ("crop(x=1500,y=0,width=200,height=10)", "outside the 1600×1200 image"),
+        ("rotate(angle=720)", "angle"),
+        ("resize(width=10,height=10,fit=pad,background=sparkly)", "not a colour"),
+        ("brightness", "factor"),
+    ],
+)
+def test_bad_operation_parameters_are_422_naming_them(system: System, sample_jpg, operations: str, fragment: str) -> None:
+    response = system.upload(sample_jpg, operations=operations)
+
+    assert response.status_code == 422, response.text
+    assert fragment in response.json()["detail"] and response.json()["field"] == "operations"

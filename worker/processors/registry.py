@@ -1,4 +1,9 @@
-"""The processor registry: operation name → function(image, operation) → image."""
+"""The processor registry: operation name → function(image, operation) → image.
+
+Beside the processor, an operation may register how large its output is for an input size (for
+the output limit, checked before it runs; default: the same size) and how it fixes its choices on
+an animation's first frame (smart gravity), so that every frame gets the same.
+"""
 
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -7,15 +12,27 @@ from PIL import Image
 
 from common.operations import OPERATION_MODELS, Operation
 
+Size = tuple[int, int]
 Processor = Callable[[Image.Image, Any], Image.Image]
+Sizer = Callable[[Size, Any], Size]
+Fixer = Callable[[Image.Image, Any], Any]
 PROCESSORS: dict[str, Processor] = {}
-# operation name → function(first frame, operation) → the operation with its choices made.
-FIXERS: dict[str, Callable[[Image.Image, Any], Any]] = {}
+SIZERS: dict[str, Sizer] = {}
+FIXERS: dict[str, Fixer] = {}
 
 _P = TypeVar("_P", bound=Processor)
 
 
-def processor(name: str) -> Callable[[_P], _P]:
+class NotApplicable(Exception):
+    """The operation cannot be carried out on this image (a crop box outside it); `reason` is a
+    short code, str() says why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def processor(name: str, size: Sizer | None = None, fix: Fixer | None = None) -> Callable[[_P], _P]:
     """Register the decorated function as the processor for the operation declared as `name`."""
     if name not in OPERATION_MODELS:
         raise ValueError(f"no operation {name!r} is declared in common.operations")
@@ -24,6 +41,10 @@ def processor(name: str) -> Callable[[_P], _P]:
         if name in PROCESSORS:
             raise ValueError(f"a processor for {name!r} is already registered")
         PROCESSORS[name] = function
+        if size is not None:
+            SIZERS[name] = size
+        if fix is not None:
+            FIXERS[name] = fix
         return function
 
     return register
@@ -31,6 +52,11 @@ def processor(name: str) -> Callable[[_P], _P]:
 
 def apply(image: Image.Image, operation: Operation) -> Image.Image:
     return PROCESSORS[operation.name](image, operation)
+
+
+def output_size(size: Size, operation: Operation) -> Size:
+    sizer = SIZERS.get(operation.name)
+    return size if sizer is None else sizer(size, operation)
 
 
 def apply_to_frames(frames: list[Image.Image], operation: Operation) -> list[Image.Image]:
