@@ -18,7 +18,7 @@ from common.egress import EgressPolicy, UnsafeTarget
 from common.formats import COLOR_POLICIES, METADATA_POLICIES
 from common.jobs import JobRecord, JobStatus, JobStore, OriginalInfo, original_key
 from common.messages import is_job_id
-from common.operations import Crop, Operation, OperationsError, Resize, parse_operations
+from common.operations import Crop, Operation, OperationsError, Resize, Watermark, parse_operations
 from common.ports import MessagePublisher, ObjectStorage
 from common.settings import UploadLimits
 from common.storage import StorageError
@@ -69,6 +69,7 @@ def submit_job(upload: Upload, ports: JobsPorts) -> JobRecord:
     except OperationsError as exc:
         raise errors.InvalidInput(f"operations: {exc}", field="operations") from exc
     _check_output_size(operations, limits.max_output_pixels)
+    _check_logos(operations, limits.logos)
     output_format = parse_output_format(upload.output_format)
     color = parse_choice(upload.color, "color", COLOR_POLICIES)
     metadata = parse_choice(upload.metadata, "metadata", METADATA_POLICIES)
@@ -172,6 +173,16 @@ def _check_output_size(operations: list[Operation], max_output_pixels: int) -> N
                     f"{pixels} pixels; outputs are limited to {max_output_pixels} pixels (MAX_OUTPUT_PIXELS)",
                     field="operations",
                 )
+
+
+def _check_logos(operations: list[Operation], logos: frozenset[str]) -> None:
+    for index, operation in enumerate(operations, start=1):
+        if isinstance(operation, Watermark) and operation.image is not None and operation.image not in logos:
+            raise errors.InvalidInput(
+                f"operations: operation {index} (watermark): image: no logo preset {operation.image!r}; "
+                f"available: {', '.join(sorted(logos)) or 'none'}",
+                field="operations",
+            )
 
 
 def _check_first_crop(operations: list[Operation], sizes: tuple[tuple[int, int], ...]) -> None:

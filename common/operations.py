@@ -27,6 +27,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from common.logos import PRESET_PATTERN
+
 MAX_DIMENSION = 16384
 DEFAULT_BOX = 800
 # Marks stacked on one character: enough for any script's accents, not for a tower of them
@@ -199,13 +201,22 @@ WatermarkPosition = Literal["top-left", "top-right", "bottom-left", "bottom-righ
 
 
 class Watermark(_Operation):
-    """Draw text over the image; `size` is the text height as a fraction of the shorter side."""
+    """Draw text, or a logo preset (`image`), over the image; `size` is the text's or the logo's
+    height as a fraction of the shorter side."""
 
     name: Literal["watermark"] = "watermark"
     text: str = Field("imgpipe", min_length=1, max_length=100)
+    image: str | None = Field(None, pattern=PRESET_PATTERN)
     position: WatermarkPosition = "bottom-right"
     opacity: float = Field(0.5, gt=0, le=1)
     size: float = Field(0.05, ge=0.01, le=0.5)
+
+    @model_validator(mode="after")
+    def _text_or_image(self) -> "Watermark":
+        # The default text travels with every dumped watermark: only another text is a conflict.
+        if self.image is not None and self.text != type(self).model_fields["text"].default:
+            raise ValueError("give either text or image, not both")
+        return self
 
     @field_validator("text")
     @classmethod

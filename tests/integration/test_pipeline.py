@@ -366,3 +366,18 @@ def test_bad_operation_parameters_are_422_naming_them(system: System, sample_jpg
 
     assert response.status_code == 422, response.text
     assert fragment in response.json()["detail"] and response.json()["field"] == "operations"
+
+
+def test_a_logo_preset_is_drawn_and_an_unknown_one_is_422(system: System, tmp_path) -> None:
+    source = tmp_path / "white.png"
+    Image.new("RGB", (600, 400), "white").save(source)
+
+    accepted = system.upload(source, operations="watermark(image=imgpipe,position=center,size=0.3,opacity=1)")
+    refused = system.upload(source, operations="watermark(image=globex)")
+
+    assert refused.status_code == 422 and "no logo preset 'globex'; available: imgpipe" in refused.json()["detail"]
+    status = system.wait_finished(accepted.json()["job_id"])
+    assert status["status"] == "completed", status
+    image = Image.open(io.BytesIO(_download(system, status["job_id"]))).convert("RGB")
+    red, green, blue = image.getpixel((120, 200))  # inside the logo's blue, left of its text
+    assert blue > 150 and red < 80, (red, green, blue)

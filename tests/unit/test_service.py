@@ -19,7 +19,7 @@ from tests.support.memory import MemoryObjectStore, MemoryPublisher
 ALICE, BOB, OPS = Client("alice"), Client("bob"), Client("ops", admin=True)
 LIMITS = UploadLimits(
     max_upload_bytes=1_000_000, max_image_pixels=1_000_000, max_output_pixels=4_000_000, max_operations=5,
-    max_queued_jobs=10, default_operations="resize", default_quality=85,
+    max_queued_jobs=10, default_operations="resize", default_quality=85, logos=frozenset({"acme", "imgpipe"}),
 )
 
 
@@ -68,6 +68,9 @@ def test_submit_stores_the_original_and_record_then_queues_the_job(ports) -> Non
         ({"callback_url": "http://inside.example/"}, "callback_url", "private address (10.0.0.5)"),
         ({"callback_url": "http://u:p@hooks.example/"}, "callback_url", "credentials"),
         ({"color": "cmyk"}, "color", "allowed: srgb, keep"),
+        ({"operations": "watermark(image=globex)"}, "operations", "no logo preset 'globex'; available: acme, imgpipe"),
+        ({"operations": "watermark(image=../../etc/passwd)"}, "operations", "image: String should match pattern"),
+        ({"operations": "watermark(image=https://evil.example/x.png)"}, "operations", "should match pattern"),
         ({"metadata": "gps-only"}, "metadata", "allowed: strip, keep, copyright"),
         ({"metadata": "x" * 10_000}, "metadata", "allowed: strip, keep, copyright"),
     ],
