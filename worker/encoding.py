@@ -100,7 +100,7 @@ def encode(
     first = prepared[0]
     if icc and (format_ == "gif" or icc[16:20] != ICC_COLOUR_SPACES.get(first.mode)):
         icc = None  # e.g. an RGB profile after grayscale: it would misdescribe the pixels
-    options: dict[str, object] = {
+    options: dict[str, object] = dict({
         "jpeg": {"quality": quality, "optimize": False, "progressive": False},
         # zlib's default level: 9 takes two to three times as long for 1-3 % smaller files.
         "png": {"compress_level": 6},
@@ -109,7 +109,7 @@ def encode(
         # libavif's default speed.
         "avif": {"quality": quality, "speed": 6},
         "gif": {},
-    }[format_]
+    }[format_])
     if animation is not None and len(prepared) > 1:
         options |= {"save_all": True, "append_images": prepared[1:], "duration": list(animation.durations),
                     "loop": animation.loop}

@@ -44,7 +44,7 @@ def _fix_crop(first_frame: Image.Image, operation: Crop) -> Crop:
     if operation.gravity != "smart":
         return operation
     left, top, right, bottom = crop_box(first_frame.size, operation, first_frame)
-    return Crop(x=left, y=top, width=right - left, height=bottom - top)
+    return Crop.model_validate({"x": left, "y": top, "width": right - left, "height": bottom - top})
 
 
 @processor("crop", size=_crop_size, fix=_fix_crop)
@@ -77,8 +77,8 @@ def rotate(image: Image.Image, operation: Rotate) -> Image.Image:
     angle = operation.angle % 360
     if angle == 0:
         return image
-    if angle in _QUARTER_TURNS:
-        return image.transpose(_QUARTER_TURNS[angle])
+    if angle.is_integer() and int(angle) in _QUARTER_TURNS:
+        return image.transpose(_QUARTER_TURNS[int(angle)])
     if operation.background == "transparent" and image.mode in ("L", "RGB"):
         image = image.convert(image.mode + "A")
     return image.rotate(

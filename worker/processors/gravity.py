@@ -40,8 +40,8 @@ def _most_detailed(image: Image.Image, region: tuple[float, float]) -> tuple[flo
     scale = min(1.0, ANALYSIS_SIDE / max(image.size))
     small_size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     small = image.convert("RGB").resize(small_size, Image.Resampling.BOX)
-    edges = small.convert("L").filter(ImageFilter.FIND_EDGES).get_flattened_data()
-    saturation = small.convert("HSV").getchannel("S").get_flattened_data()
+    edges = small.convert("L").filter(ImageFilter.FIND_EDGES).tobytes()
+    saturation = small.convert("HSV").getchannel("S").tobytes()
     columns, rows = small_size
     window_width = max(1, min(columns, round(region[0] * scale)))
     window_height = max(1, min(rows, round(region[1] * scale)))
@@ -63,9 +63,9 @@ def _most_detailed(image: Image.Image, region: tuple[float, float]) -> tuple[flo
             score = energy * (1 - CENTRE_PRIOR * min(1.0, offset))
             if score > best:
                 best, best_at = score, (left, top)
-    left = min(best_at[0] / scale, image.width - region[0])
-    top = min(best_at[1] / scale, image.height - region[1])
-    return max(0.0, left), max(0.0, top)
+    best_left = min(best_at[0] / scale, image.width - region[0])
+    best_top = min(best_at[1] / scale, image.height - region[1])
+    return max(0.0, best_left), max(0.0, best_top)
 
 
 def _off_centre(position: int, free: int) -> float:

@@ -64,7 +64,7 @@ def _font(size: int) -> Font:
 # STAMP_CACHE_SIZE × 1 MB); callers never modify a stamp.
 STAMP_CACHE_SIZE = 32
 STAMP_CACHE_MAX_PIXELS = 256 * 1024
-_stamps: OrderedDict[tuple, Image.Image] = OrderedDict()
+_stamps: OrderedDict[tuple[object, ...], Image.Image] = OrderedDict()
 _stamps_lock = threading.Lock()
 
 
@@ -105,7 +105,7 @@ def _faded(stamp: Image.Image, opacity: float) -> Image.Image:
     return stamp
 
 
-def _cached(key: tuple, render: Callable[[], Image.Image]) -> Image.Image:
+def _cached(key: tuple[object, ...], render: Callable[[], Image.Image]) -> Image.Image:
     with _stamps_lock:
         stamp = _stamps.get(key)
         if stamp is not None:
