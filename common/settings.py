@@ -165,6 +165,7 @@ class WorkerSettings:
     stats_interval_s: float
     retries: RetryPolicy
     max_frames: int
+    logo_dir: Path
     # The work queue's consumer: messages taken at a time, and how long a stopping worker finishes.
     prefetch: int
     grace_s: float
@@ -380,6 +381,7 @@ class Settings(BaseSettings):
             stats_interval_s=self.stats_interval_s,
             retries=self.job_retries,
             max_frames=self.max_frames,
+            logo_dir=logo_dir(self.watermark_dir),
             prefetch=self.prefetch_count,
             grace_s=self.shutdown_grace_s,
         )

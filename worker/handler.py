@@ -195,6 +195,7 @@ class JobHandler:
                 metadata=message.metadata,
                 max_frames=self._settings.max_frames,
                 max_bytes=message.max_bytes,
+                logo_dir=self._settings.logo_dir,
             )
         )
 

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, Protocol
 
 from common.formats import ColorPolicy, MetadataPolicy
@@ -45,6 +46,7 @@ class PipelineRequest:
     metadata: MetadataPolicy = "strip"
     max_frames: int = 500
     max_bytes: int | None = None
+    logo_dir: Path | None = None
 
 
 class Pipeline(Protocol):
@@ -148,6 +150,7 @@ def _serve(connection: Connection, memory_limit_mb: int) -> None:
     import time
 
     from common.imaging import guard_decompression
+    from worker.processors.watermark import use_logo_dir
     from worker.pipeline import process_image
 
     # A stop signal is for the worker, which lets the current job finish; the child ends when the
@@ -167,6 +170,8 @@ def _serve(connection: Connection, memory_limit_mb: int) -> None:
         if guarded_at != request.max_pixels:
             guard_decompression(request.max_pixels)
             guarded_at = request.max_pixels
+        if request.logo_dir is not None:
+            use_logo_dir(request.logo_dir)
         try:
             result = process_image(
                 request.data, request.operations, request.output_format, request.quality,

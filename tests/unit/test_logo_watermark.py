@@ -7,8 +7,7 @@ from PIL import Image
 
 from common import logos
 from common.operations import Watermark
-from common.settings import settings
-from worker.processors import NotApplicable, apply
+from worker.processors import NotApplicable, apply, watermark
 
 LOGO_COLOUR = (200, 30, 30, 255)
 
@@ -16,7 +15,7 @@ LOGO_COLOUR = (200, 30, 30, 255)
 @pytest.fixture
 def logo_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     Image.new("RGBA", (200, 100), LOGO_COLOUR).save(tmp_path / "acme.png")
-    monkeypatch.setattr(settings, "watermark_dir", tmp_path)
+    monkeypatch.setattr(watermark, "_logo_dir", tmp_path)
     return tmp_path
 
 
@@ -67,3 +66,32 @@ def test_only_plain_png_files_with_preset_names_are_presets(tmp_path: Path) -> N
     assert logos.preset_names(tmp_path) == {"good"}
     assert logos.logo_path(tmp_path, "link") is None and logos.logo_path(tmp_path, "../good") is None
     assert logos.preset_names(tmp_path / "missing") == frozenset()
+
+
+def test_the_settings_name_one_folder_for_the_api_and_the_worker(tmp_path: Path) -> None:
+    from common.settings import Settings
+
+    Image.new("RGBA", (20, 10)).save(tmp_path / "acme.png")
+    configured = Settings(watermark_dir=tmp_path)
+    assert configured.uploads.logos == {"acme"} and configured.worker.logo_dir == tmp_path
+    default = Settings(watermark_dir=None)
+    assert "imgpipe" in default.uploads.logos and default.worker.logo_dir == logos.SHIPPED_DIR
+
+
+def test_the_image_process_draws_logos_from_the_folder_it_is_given(logo_folder: Path) -> None:
+    from io import BytesIO
+
+    from worker.isolation import PipelineProcess, PipelineRequest
+
+    source = BytesIO()
+    Image.new("RGB", (400, 300), "white").save(source, "PNG")
+    process = PipelineProcess(memory_limit_mb=0)
+    try:
+        result = process.run(PipelineRequest(
+            data=source.getvalue(), operations=[Watermark(image="acme", position="top-left", size=0.2, opacity=1)],
+            output_format="png", quality=85, max_pixels=1_000_000, max_output_pixels=1_000_000, time_limit_s=30,
+            logo_dir=logo_folder,
+        ))
+    finally:
+        process.close()
+    assert Image.open(BytesIO(result.data)).convert("RGB").getpixel((10, 10)) == LOGO_COLOUR[:3]

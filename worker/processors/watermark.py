@@ -14,9 +14,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from common.logos import MAX_LOGO_BYTES, MAX_LOGO_PIXELS, logo_dir, logo_path
+from common.logos import MAX_LOGO_BYTES, MAX_LOGO_PIXELS, SHIPPED_DIR, logo_path
 from common.operations import Watermark
-from common.settings import settings
 from worker.processors.registry import NotApplicable, processor
 
 FONT_PATH = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
@@ -25,6 +24,13 @@ MARGIN = 0.02  # of the shorter side
 TILE_ANGLE = 30
 
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+# The folder of logo presets; the image process sets it from the worker's settings.
+_logo_dir: Path = SHIPPED_DIR
+
+
+def use_logo_dir(directory: Path) -> None:
+    global _logo_dir
+    _logo_dir = directory
 
 
 @processor("watermark")
@@ -75,7 +81,7 @@ def _stamp(text: str, height: int, max_width: int, max_height: int, opacity: flo
 
 
 def _logo_stamp(name: str, height: int, max_width: int, max_height: int, opacity: float) -> Image.Image:
-    path = logo_path(logo_dir(settings.watermark_dir), name)
+    path = logo_path(_logo_dir, name)
     if path is None:
         raise NotApplicable("unknown_logo", f"there is no logo preset {name!r}")
     # The file's time is part of the key: a logo replaced in the folder is drawn anew.
