@@ -1,5 +1,6 @@
 """Test images made on the fly, and ways to compare them."""
 
+import itertools
 import struct
 import zlib
 from io import BytesIO
@@ -53,33 +54,57 @@ def rgb_icc_profile(
 ) -> bytes:
     """A matrix/TRC ICC v2 display profile, written byte by byte (no profile files are installed
     here); `padding` bytes of an unused tag make it as large as a test wants."""
-
-    def s15(value: float) -> bytes:
-        return struct.pack(">i", round(value * 65536))
-
-    def xyz(values: tuple[float, float, float]) -> bytes:
-        return b"XYZ \0\0\0\0" + b"".join(s15(value) for value in values)
-
-    text = description.encode("ascii") + b"\0"
-    desc = b"desc\0\0\0\0" + struct.pack(">I", len(text)) + text + b"\0" * 8 + b"\0\0\0" + b"\0" * 67
     curve = b"curv\0\0\0\0" + struct.pack(">IH", 1, round(gamma * 256)) + b"\0\0"
     tags = [
-        (b"desc", desc), (b"wtpt", xyz(D50)), (b"cprt", b"text\0\0\0\0no copyright\0"),
-        (b"rXYZ", xyz(primaries[0])), (b"gXYZ", xyz(primaries[1])), (b"bXYZ", xyz(primaries[2])),
+        (b"rXYZ", _xyz_tag(primaries[0])), (b"gXYZ", _xyz_tag(primaries[1])), (b"bXYZ", _xyz_tag(primaries[2])),
         (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve),
     ]
     if padding:
         tags.append((b"zpad", b"data\0\0\0\0" + bytes(padding)))
+    return _icc_profile(b"mntrRGB XYZ ", description, tags)
+
+
+# What each ink lets through of white's X, Y and Z.
+INKS = {"c": (0.25, 0.45, 1.0), "m": (0.55, 0.2, 0.6), "y": (0.9, 0.85, 0.1), "k": (0.02, 0.02, 0.02)}
+
+
+def cmyk_icc_profile(description: str = "CMYK inks (test)") -> bytes:
+    """A CMYK printer profile whose A2B0 is a 2-point grid: each corner the XYZ of its inks."""
+    grid = []
+    for inks in itertools.product((0, 1), repeat=4):
+        xyz = list(D50)
+        for on, ink in zip(inks, "cmyk"):
+            if on:
+                xyz = [white * part for white, part in zip(xyz, INKS[ink])]
+        grid.append(xyz)
+    lut = b"mft2\0\0\0\0" + bytes([4, 3, 2, 0]) + b"".join(_s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    lut += struct.pack(">HH", 2, 2) + struct.pack(">HH", 0, 65535) * 4
+    lut += b"".join(struct.pack(">H", min(65535, round(value * 32768))) for xyz in grid for value in xyz)
+    lut += struct.pack(">HH", 0, 65535) * 3
+    return _icc_profile(b"prtrCMYKXYZ ", description, [(b"A2B0", lut)])
+
+
+def _s15(value: float) -> bytes:
+    return struct.pack(">i", round(value * 65536))
+
+
+def _xyz_tag(values: tuple[float, float, float]) -> bytes:
+    return b"XYZ \0\0\0\0" + b"".join(_s15(value) for value in values)
+
+
+def _icc_profile(kind: bytes, description: str, tags: list[tuple[bytes, bytes]]) -> bytes:
+    text = description.encode("ascii") + b"\0"
+    desc = b"desc\0\0\0\0" + struct.pack(">I", len(text)) + text + b"\0" * 8 + b"\0\0\0" + b"\0" * 67
+    tags = [(b"desc", desc), (b"wtpt", _xyz_tag(D50)), (b"cprt", b"text\0\0\0\0no copyright\0"), *tags]
     offset = 128 + 4 + 12 * len(tags)
     table, body = b"", b""
     for signature, data in tags:
         data += b"\0" * (-len(data) % 4)
         table += signature + struct.pack(">II", offset + len(body), len(data))
         body += data
-    size = offset + len(body)
     header = (
-        struct.pack(">I", size) + b"lcms" + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ "
-        + bytes(12) + b"acsp" + bytes(24) + struct.pack(">I", 0) + b"".join(s15(v) for v in D50) + bytes(48)
+        struct.pack(">I", offset + len(body)) + b"lcms" + struct.pack(">I", 0x02100000) + kind
+        + bytes(12) + b"acsp" + bytes(24) + struct.pack(">I", 0) + b"".join(_s15(v) for v in D50) + bytes(48)
     )
     assert len(header) == 128
     return header + struct.pack(">I", len(tags)) + table + body
