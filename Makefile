@@ -99,7 +99,7 @@ test-images: venv ## generate a test image set: make test-images COUNT=40 PROFIL
 	@$(PY) test_images/generate.py --count $(COUNT) --profile $(PROFILE)
 
 # --- The benchmark (bench/, README "Performance") ---
-.PHONY: bench bench-quick bench-thumbor thumbor-venv
+.PHONY: bench bench-quick bench-thumbor bench-formats thumbor-venv
 
 bench: venv thumbor-venv ## limit, libvips, the system, Celery and thumbor side by side: results/bench/bench.json and bench.png
 	@$(PY) -m bench
@@ -109,6 +109,9 @@ bench-quick: venv thumbor-venv ## the benchmark on one tiny size with a few jobs
 
 bench-thumbor: venv thumbor-venv ## only thumbor vs the system on 2K photos fit to 512: results/bench/thumbor.json
 	@$(PY) -m bench.thumbor_bench
+
+bench-formats: venv ## ms per image for JPEG, AVIF and auto out of the pipeline beside libvips, 2 and 12 MP: results/bench/formats.json
+	@$(PY) -m bench.formats
 
 thumbor-venv: venv ## thumbor's own virtualenv (.venv-thumbor, it needs Pillow < 13), made once and reused
 	@$(PY) -c "from bench.thumbor_bench import thumbor_python; thumbor_python()"
