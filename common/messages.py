@@ -6,7 +6,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.formats import MAX_MAX_BYTES, MIN_MAX_BYTES, ColorPolicy, MetadataPolicy, OutputFormat, RequestedFormat
+from common.formats import (
+    MAX_MAX_BYTES,
+    MIN_MAX_BYTES,
+    ColorPolicy,
+    MetadataPolicy,
+    OutputFormat,
+    RequestedFormat,
+)
 from common.operations import Operation
 
 

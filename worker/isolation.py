@@ -150,8 +150,8 @@ def _serve(connection: Connection, memory_limit_mb: int) -> None:
     import time
 
     from common.imaging import guard_decompression
-    from worker.processors.watermark import use_logo_dir
     from worker.pipeline import process_image
+    from worker.processors.watermark import use_logo_dir
 
     # A stop signal is for the worker, which lets the current job finish; the child ends when the
     # worker closes the pipe (or is killed by it).

@@ -3,7 +3,15 @@
 import pytest
 from PIL import Image, ImageStat
 
-from common.operations import Autocontrast, Brightness, Contrast, OperationsError, Pixelate, Saturation, parse_operations
+from common.operations import (
+    Autocontrast,
+    Brightness,
+    Contrast,
+    OperationsError,
+    Pixelate,
+    Saturation,
+    parse_operations,
+)
 from tests.support.images import make_photo
 from worker.processors import apply
 

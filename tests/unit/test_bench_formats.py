@@ -2,8 +2,6 @@
 
 from io import BytesIO
 
-from PIL import Image
-
 from bench.formats import JOBS, measure
 from tests.support.images import make_photo
 

@@ -113,7 +113,7 @@ def test_smart_crop_keeps_an_off_centre_subject_that_a_centre_crop_cuts() -> Non
     centre = apply(image, Crop(aspect="1:1"))
 
     assert smart.size == centre.size == (200, 200)
-    left = next(x for x in range(0, 400) if image.crop((x, 0, x + 200, 200)).tobytes() == smart.tobytes())
+    left = next(x for x in range(400) if image.crop((x, 0, x + 200, 200)).tobytes() == smart.tobytes())
     assert left <= box[0] and left + 200 >= box[2]  # the whole subject is inside
     assert not (200 <= box[0] and box[2] <= 400)  # and the centre crop (200..400) cuts it
     assert mean_difference(smart.crop((box[0] - left, 30, box[2] - left, 170)), subject) == 0
@@ -126,12 +126,11 @@ def test_smart_gravity_follows_the_subject_wherever_it_is(at: int) -> None:
     result = apply(image, Resize(width=100, height=100, fit="cover", gravity="smart"))
 
     assert result.size == (100, 100)
-    reference = image.crop((max(0, box[0] - 30), 0, max(0, box[0] - 30) + 200, 200)).resize((100, 100))
     expected_subject = image.crop(box).resize((70, 70))
     found = min(
-        mean_difference(result.crop((x, 15, x + 70, 85)), expected_subject) for x in range(0, 31)
+        mean_difference(result.crop((x, 15, x + 70, 85)), expected_subject) for x in range(31)
     )
-    assert found < 8, (at, found, reference.size)
+    assert found < 8, (at, found)
 
 
 def test_smart_crop_on_an_animation_cuts_every_frame_the_same() -> None:

@@ -58,8 +58,11 @@ def test_parse_filter_type_and_name_are_synonyms_in_text() -> None:
 @pytest.mark.parametrize(
     ("spec", "fragment"),
     [
-        ("explode", "unknown operation 'explode'; allowed: autocontrast, brightness, contrast, crop, filter, flip, "
-         "pixelate, resize, rotate, saturation, watermark"),
+        (
+            "explode",
+            "unknown operation 'explode'; allowed: autocontrast, brightness, contrast, crop, filter, flip, "
+            "pixelate, resize, rotate, saturation, watermark",
+        ),
         ("resize(wdth=3)", "unknown parameter 'wdth'; parameters allowed: width, height, fit, upscale"),
         ("resize(width=0)", "width: Input should be greater than or equal to 1"),
         ("resize(width=1000000000)", "width: Input should be less than or equal to 16384"),
