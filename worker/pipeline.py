@@ -148,7 +148,8 @@ def _check_output_pixels(image: Image.Image, operation: Operation, max_pixels: i
 
 
 def _is_animation(image: Image.Image) -> bool:
-    return image.format in ANIMATED_INPUTS and getattr(image, "n_frames", 1) > 1
+    # is_animated looks for a second frame only; n_frames would walk a GIF to its end.
+    return image.format in ANIMATED_INPUTS and bool(getattr(image, "is_animated", False))
 
 
 def _read_frames(
@@ -156,13 +157,16 @@ def _read_frames(
 ) -> tuple[list[Image.Image], Animation]:
     """Every frame of an animation, as whole pictures, with their durations and the loop count;
     the number of frames and the pixels over all of them are checked before the second is decoded."""
-    count, (width, height) = image.n_frames, image.size
+    width, height = image.size
+    count = _count_frames(image, min(max_frames, max_pixels // (width * height)))
     if count > max_frames:
-        raise ImageRejected("too_many_frames", f"the animation has {count:,} frames; at most {max_frames:,} are accepted")
+        raise ImageRejected(
+            "too_many_frames", f"the animation has more than {max_frames:,} frames; at most {max_frames:,} are accepted"
+        )
     if width * height * count > max_pixels:
         raise ImageRejected(
             "too_many_pixels",
-            f"the animation is {count:,} frames of {width}×{height} = {width * height * count:,} pixels; "
+            f"the animation is at least {count:,} frames of {width}×{height} = {width * height * count:,} pixels; "
             f"the limit over all frames is {max_pixels:,}",
         )
     loop = image.info.get("loop", 0)
@@ -177,6 +181,23 @@ def _read_frames(
     except _DECODE_ERRORS as exc:
         raise _rejection(exc) from exc
     return frames, Animation(tuple(durations), loop if isinstance(loop, int) and loop >= 0 else 0)
+
+
+def _count_frames(image: Image.Image, limit: int) -> int:
+    """The number of frames, or limit + 1 when there are more. WebP, AVIF and APNG say it in their
+    headers; a GIF must be walked block by block, so the walk (Pillow's own, as its n_frames does,
+    without decoding) stops past the limit: a 25 MB GIF can hold a million 1-pixel frames."""
+    if image.format != "GIF":
+        return int(image.n_frames)
+    count = 1
+    try:
+        while count <= limit:
+            image._seek(count, False)  # type: ignore[attr-defined]
+            count += 1
+    except EOFError:
+        pass
+    image.seek(0)
+    return count
 
 
 def _normalise_frames(frames: list[Image.Image]) -> tuple[list[Image.Image], bytes | None]:

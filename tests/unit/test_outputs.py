@@ -134,15 +134,41 @@ def test_a_still_format_takes_the_first_frame(output_format: str) -> None:
     assert close(image.convert("RGBA").getpixel((30, 22)), (*COLOURS[0], 255))
 
 
-def test_an_animation_with_too_many_frames_fails_before_decoding_them() -> None:
-    frames = [Image.new("L", (1, 1), index % 256) for index in range(2_000)]
-    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], optimize=False)
+def gif_of_tiny_frames(count: int) -> bytes:
+    """A GIF of `count` one-pixel frames sharing one palette: about 20 bytes a frame."""
+    header = b"GIF89a" + b"\x01\x00\x01\x00" + b"\x80\x00\x00" + b"\x00\x00\x00\xff\xff\xff"
+    frame = b"\x21\xf9\x04\x00\x01\x00\x00\x00" + b"\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00" + b"\x02\x02\x44\x01\x00"
+    return header + frame * count + b"\x3b"
+
+
+@pytest.mark.parametrize("format_", ["GIF", "WEBP"])
+def test_an_animation_with_too_many_frames_fails_before_decoding_them(format_: str) -> None:
+    frames = [Image.new("RGB", (4, 4), (index % 256, 0, 0)) for index in range(300)]
+    data = encode(frames[0], format_, save_all=True, append_images=frames[1:], duration=40, lossless=True)
 
     with pytest.raises(ImageRejected) as rejected:
-        run(data, max_frames=100)
+        run(data, max_frames=100, output_format=format_.lower())
     assert rejected.value.reason == "too_many_frames"
-    assert "2,000 frames" in str(rejected.value) and "at most 100" in str(rejected.value)
+    assert "more than 100 frames" in str(rejected.value)
     assert run(data, output_format="png", max_frames=100).frames == 1  # a still output reads one frame
+    assert run(data, max_frames=300, output_format=format_.lower()).frames == 300
+
+
+def test_a_gif_of_a_million_frames_is_counted_only_to_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import GifImagePlugin
+
+    data = gif_of_tiny_frames(1_000_000)  # 21 MB, under the upload limit
+    assert len(data) < 25 * 1024 * 1024
+    assert Image.open(BytesIO(gif_of_tiny_frames(3))).n_frames == 3  # the blocks are well formed
+    steps = []
+    walk = GifImagePlugin.GifImageFile._seek
+    monkeypatch.setattr(GifImagePlugin.GifImageFile, "_seek", lambda self, *args: steps.append(1) or walk(self, *args))
+
+    with pytest.raises(ImageRejected) as rejected:
+        run(data, max_frames=500)
+
+    assert rejected.value.reason == "too_many_frames" and "more than 500 frames" in str(rejected.value)
+    assert len(steps) < 1_000  # walked past the limit, not through a million frames
 
 
 def test_the_pixel_limit_counts_every_frame() -> None:
