@@ -70,7 +70,7 @@ def measure(data: bytes, job: str, rounds: int) -> dict[str, dict[str, float]]:
             best[name] = min(best.get(name, float("inf")), time.perf_counter() - started)
     reference = best["pipeline jpeg"]
     return {
-        name: {"ms": round(best[name] * 1000, 1), "vs_pipeline_jpeg": round(best[name] / reference, 2),
+        name: {"ms": round(best[name] * 1000, 2), "vs_pipeline_jpeg": round(best[name] / reference, 2),
                "bytes": sizes[name]}
         for name in names
     }
