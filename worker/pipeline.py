@@ -37,7 +37,7 @@ DEFAULT_MAX_FRAMES = 500
 
 RejectReason = Literal[
     "undecodable", "unsupported_format", "too_many_pixels", "too_many_frames", "truncated", "time_limit",
-    "out_of_memory", "processing_error", "output_too_large", "crop_outside_image",
+    "out_of_memory", "processing_error", "output_too_large", "crop_outside_image", "unknown_logo",
 ]
 
 # What Pillow's decoders raise on malformed input.
@@ -188,7 +188,7 @@ def _count_frames(image: Image.Image, limit: int) -> int:
     headers; a GIF must be walked block by block, so the walk (Pillow's own, as its n_frames does,
     without decoding) stops past the limit: a 25 MB GIF can hold a million 1-pixel frames."""
     if image.format != "GIF":
-        return int(image.n_frames)
+        return int(getattr(image, "n_frames", 1))
     count = 1
     try:
         while count <= limit:
@@ -349,4 +349,3 @@ def _grey_to_8_bit(image: Image.Image) -> Image.Image:
             low, high = 0, 65535
     scale = 255 / ((high - low) or 1)
     return image.point(lambda value: value * scale - low * scale).convert("L")
-    format: OutputFormat

@@ -46,15 +46,21 @@ def upload(
     ] = None,
     quality: Annotated[int | None, Form(ge=1, le=100)] = None,
     color: Annotated[
-        str | None, Form(description="srgb (default: converted to sRGB from the embedded profile) or keep (the profile kept)")
+        str | None,
+        Form(description="srgb (default: converted to sRGB from the embedded profile) or keep (the profile kept)"),
     ] = None,
     metadata: Annotated[
         str | None,
-        Form(description="strip (default: no EXIF, GPS, XMP, IPTC or comments), keep (EXIF and XMP), copyright (EXIF Artist and Copyright only)"),
+        Form(
+            description="strip (default: no EXIF, GPS, XMP, IPTC or comments), keep (EXIF and XMP), "
+            "copyright (EXIF Artist and Copyright only)"
+        ),
     ] = None,
     max_bytes: Annotated[
         int | None,
-        Form(ge=MIN_MAX_BYTES, le=MAX_MAX_BYTES, description="the highest quality whose result fits in this many bytes"),
+        Form(
+            ge=MIN_MAX_BYTES, le=MAX_MAX_BYTES, description="the highest quality whose result fits in this many bytes"
+        ),
     ] = None,
     callback_url: Annotated[
         str | None,

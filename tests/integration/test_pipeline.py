@@ -361,7 +361,9 @@ def test_geometry_and_tone_operations_run_through_the_system(system: System, tmp
         ("brightness", "factor"),
     ],
 )
-def test_bad_operation_parameters_are_422_naming_them(system: System, sample_jpg, operations: str, fragment: str) -> None:
+def test_bad_operation_parameters_are_422_naming_them(
+    system: System, sample_jpg, operations: str, fragment: str
+) -> None:
     response = system.upload(sample_jpg, operations=operations)
 
     assert response.status_code == 422, response.text

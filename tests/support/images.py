@@ -73,9 +73,9 @@ def cmyk_icc_profile(description: str = "CMYK inks (test)") -> bytes:
     grid = []
     for inks in itertools.product((0, 1), repeat=4):
         xyz = list(D50)
-        for on, ink in zip(inks, "cmyk"):
+        for on, ink in zip(inks, "cmyk", strict=True):
             if on:
-                xyz = [white * part for white, part in zip(xyz, INKS[ink])]
+                xyz = [white * part for white, part in zip(xyz, INKS[ink], strict=True)]
         grid.append(xyz)
     lut = b"mft2\0\0\0\0" + bytes([4, 3, 2, 0]) + b"".join(_s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
     lut += struct.pack(">HH", 2, 2) + struct.pack(">HH", 0, 65535) * 4

@@ -42,7 +42,7 @@ def expected_in_srgb(colour: tuple[int, ...], mode: str = "RGB") -> tuple[int, .
 
 
 def close(pixel: tuple[int, ...], expected: tuple[int, ...], tolerance: int = 4) -> bool:
-    return all(abs(a - b) <= tolerance for a, b in zip(pixel, expected))
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel, expected, strict=False))
 
 
 def gps_of(image: Image.Image) -> dict:

@@ -45,7 +45,7 @@ def decoded(data: bytes) -> Image.Image:
 
 
 def close_to(pixel: tuple[int, ...], expected: tuple[int, int, int], tolerance: int = 12) -> bool:
-    return all(abs(value - want) <= tolerance for value, want in zip(pixel[:3], expected))
+    return all(abs(value - want) <= tolerance for value, want in zip(pixel[:3], expected, strict=False))
 
 
 @pytest.mark.parametrize(("format_", "name"), [("AVIF", "avif"), ("HEIF", "heic")])

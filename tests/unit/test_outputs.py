@@ -53,7 +53,7 @@ def frames_of(result: ProcessedImage) -> tuple[Image.Image, list[Image.Image], l
 
 
 def close(pixel: tuple[int, ...], expected: tuple[int, ...], tolerance: int = 24) -> bool:
-    return all(abs(a - b) <= tolerance for a, b in zip(pixel, expected))
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel, expected, strict=False))
 
 
 # formats
@@ -93,19 +93,23 @@ def test_auto_is_avif_for_a_still_and_webp_for_an_animation() -> None:
     ("source_format", "output_format", "written"),
     [("GIF", None, "GIF"), ("GIF", "webp", "WEBP"), ("WEBP", None, "WEBP"), ("WEBP", "gif", "GIF")],
 )
-def test_an_animation_keeps_its_frames_timing_and_loop(source_format: str, output_format: str | None, written: str) -> None:
+def test_an_animation_keeps_its_frames_timing_and_loop(
+    source_format: str, output_format: str | None, written: str
+) -> None:
     result = run(animation(source_format), [Resize(width=60)], output_format)
 
     image, frames, durations = frames_of(result)
     assert image.format == written and result.frames == len(frames) == 4
     assert durations == [80, 120, 160, 200]
     assert image.info.get("loop") == 3
-    for frame, colour in zip(frames, COLOURS):
+    for frame, colour in zip(frames, COLOURS, strict=True):
         assert frame.size == (60, 45) and close(frame.getpixel((30, 22)), (*colour, 255))
 
 
 def test_every_frame_goes_through_every_operation() -> None:
-    operations = [Resize(width=80, height=80, fit="cover"), Filter(type="grayscale"), Watermark(text="ACME", size=0.2, opacity=1)]
+    operations = [
+        Resize(width=80, height=80, fit="cover"), Filter(type="grayscale"), Watermark(text="ACME", size=0.2, opacity=1)
+    ]
 
     _, frames, _ = frames_of(run(animation("GIF"), operations, "webp"))
 
@@ -121,7 +125,7 @@ def test_every_frame_goes_through_every_operation() -> None:
 def test_animated_alpha_stays_transparent(output_format: str) -> None:
     _, frames, _ = frames_of(run(animation("WEBP", alpha=True), output_format=output_format))
 
-    for frame, colour in zip(frames, COLOURS):
+    for frame, colour in zip(frames, COLOURS, strict=True):
         assert frame.getpixel((10, 45))[3] == 0 and close(frame.getpixel((100, 45)), (*colour, 255))
 
 

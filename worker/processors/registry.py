@@ -6,7 +6,7 @@ an animation's first frame (smart gravity), so that every frame gets the same.
 """
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from PIL import Image
 
@@ -23,11 +23,14 @@ FIXERS: dict[str, Fixer] = {}
 _P = TypeVar("_P", bound=Processor)
 
 
+NotApplicableReason = Literal["crop_outside_image", "unknown_logo"]
+
+
 class NotApplicable(Exception):
     """The operation cannot be carried out on this image (a crop box outside it); `reason` is a
     short code, str() says why."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: NotApplicableReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
 
