@@ -99,7 +99,7 @@ test-images: venv ## generate a test image set: make test-images COUNT=40 PROFIL
 	@$(PY) test_images/generate.py --count $(COUNT) --profile $(PROFILE)
 
 # --- The benchmark (bench/, README "Performance") ---
-.PHONY: bench bench-quick bench-thumbor thumbor-venv
+.PHONY: bench bench-quick bench-thumbor bench-formats thumbor-venv
 
 bench: venv thumbor-venv ## limit, libvips, the system, Celery and thumbor side by side: results/bench/bench.json and bench.png
 	@$(PY) -m bench
@@ -114,6 +114,9 @@ SOAK_MINUTES ?= 20
 .PHONY: soak
 soak: venv ## SOAK_MINUTES (20) at 70% of measured capacity, mixed images: results/soak/report.md and soak.png
 	@SOAK_MINUTES=$(SOAK_MINUTES) $(PY) -m bench.soak
+
+bench-formats: venv ## ms per image for JPEG, AVIF and auto out of the pipeline beside libvips, 2 and 12 MP: results/bench/formats.json
+	@$(PY) -m bench.formats
 
 thumbor-venv: venv ## thumbor's own virtualenv (.venv-thumbor, it needs Pillow < 13), made once and reused
 	@$(PY) -c "from bench.thumbor_bench import thumbor_python; thumbor_python()"

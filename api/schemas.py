@@ -4,7 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from common.formats import OutputFormat
+from common.formats import ColorPolicy, MetadataPolicy, RequestedFormat
 from common.jobs import JobStatus, OriginalInfo, Timings, WebhookDelivery
 from common.messages import ResultInfo
 from common.operations import Operation
@@ -14,8 +14,11 @@ class JobAccepted(BaseModel):
     job_id: str
     status: JobStatus
     operations: list[Operation]
-    output_format: OutputFormat | None
+    output_format: RequestedFormat | None
     quality: int
+    color: ColorPolicy
+    metadata: MetadataPolicy
+    max_bytes: int | None
     status_url: str
     result_url: str
 
@@ -28,8 +31,11 @@ class JobStatusResponse(BaseModel):
     job_id: str
     status: JobStatus
     operations: list[Operation]
-    output_format: OutputFormat | None
+    output_format: RequestedFormat | None
     quality: int
+    color: ColorPolicy
+    metadata: MetadataPolicy
+    max_bytes: int | None
     callback_url: str | None
     owner: str | None
     original: OriginalInfo

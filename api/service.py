@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from api import errors
-from api.uploads import parse_output_format, safe_filename, sniff_image
+from api.uploads import parse_choice, parse_output_format, safe_filename, sniff_image
 from common import amqp
 from common.clients import Client
 from common.egress import EgressPolicy, UnsafeTarget
+from common.formats import COLOR_POLICIES, METADATA_POLICIES
 from common.jobs import JobRecord, JobStatus, JobStore, OriginalInfo, original_key
 from common.messages import is_job_id
-from common.operations import Operation, OperationsError, Resize, parse_operations
+from common.operations import Crop, Operation, OperationsError, Resize, Watermark, parse_operations
 from common.ports import MessagePublisher, ObjectStorage
 from common.settings import UploadLimits
 from common.storage import StorageError
@@ -41,6 +42,9 @@ class Upload:
     output_format: str | None = None
     quality: int | None = None
     callback_url: str | None = None
+    color: str | None = None
+    metadata: str | None = None
+    max_bytes: int | None = None
 
 
 @dataclass
@@ -65,7 +69,10 @@ def submit_job(upload: Upload, ports: JobsPorts) -> JobRecord:
     except OperationsError as exc:
         raise errors.InvalidInput(f"operations: {exc}", field="operations") from exc
     _check_output_size(operations, limits.max_output_pixels)
+    _check_logos(operations, limits.logos)
     output_format = parse_output_format(upload.output_format)
+    color = parse_choice(upload.color, "color", COLOR_POLICIES)
+    metadata = parse_choice(upload.metadata, "metadata", METADATA_POLICIES)
     callback_url = None
     if upload.callback_url:
         try:
@@ -73,6 +80,7 @@ def submit_job(upload: Upload, ports: JobsPorts) -> JobRecord:
         except UnsafeTarget as exc:
             raise errors.InvalidInput(f"callback_url is refused: {exc}", field="callback_url") from None
     image = sniff_image(upload.file, upload.size, limits.max_image_pixels)
+    _check_first_crop(operations, image.upright_sizes)
 
     job_id = uuid.uuid4().hex
     record = JobRecord.queued(
@@ -80,6 +88,9 @@ def submit_job(upload: Upload, ports: JobsPorts) -> JobRecord:
         operations=operations,
         output_format=output_format,
         quality=upload.quality or limits.default_quality,
+        color=color,
+        metadata=metadata,
+        max_bytes=upload.max_bytes,
         callback_url=callback_url,
         owner=upload.client.name,
         original=OriginalInfo(
@@ -162,6 +173,26 @@ def _check_output_size(operations: list[Operation], max_output_pixels: int) -> N
                     f"{pixels} pixels; outputs are limited to {max_output_pixels} pixels (MAX_OUTPUT_PIXELS)",
                     field="operations",
                 )
+
+
+def _check_logos(operations: list[Operation], logos: frozenset[str]) -> None:
+    for index, operation in enumerate(operations, start=1):
+        if isinstance(operation, Watermark) and operation.image is not None and operation.image not in logos:
+            raise errors.InvalidInput(
+                f"operations: operation {index} (watermark): image: no logo preset {operation.image!r}; "
+                f"available: {', '.join(sorted(logos)) or 'none'}",
+                field="operations",
+            )
+
+
+def _check_first_crop(operations: list[Operation], sizes: tuple[tuple[int, int], ...]) -> None:
+    """A crop box that reaches outside the original, asked for first, is known to fail now."""
+    first = operations[0] if operations else None
+    if not isinstance(first, Crop) or not sizes:
+        return
+    problems = [first.outside(size) for size in sizes]
+    if all(problems):
+        raise errors.InvalidInput(f"operations: operation 1 (crop): {problems[0]}", field="operations")
 
 
 def _forget(ports: JobsPorts, record: JobRecord) -> None:

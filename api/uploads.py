@@ -5,10 +5,10 @@ import logging
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from api.errors import InvalidInput, UnsupportedImage
-from common.formats import CONTENT_TYPES, INPUT_FORMATS, OUTPUT_FORMATS, PILLOW_FORMATS, accepted_list
+from common.formats import CONTENT_TYPES, INPUT_FORMATS, PILLOW_FORMATS, REQUESTABLE_FORMATS, accepted_list
 from common.imaging import declared_size
 
 logger = logging.getLogger("api")
@@ -20,6 +20,9 @@ class SniffedImage:
     width: int
     height: int
     content_type: str
+    # The sizes the image may have once its EXIF orientation is applied: one when the header says
+    # (JPEG), both ways round when it would take decoding to know.
+    upright_sizes: tuple[tuple[int, int], ...] = ()
 
 
 def sniff_image(file: BinaryIO, size: int, max_pixels: int) -> SniffedImage:
@@ -34,6 +37,7 @@ def sniff_image(file: BinaryIO, size: int, max_pixels: int) -> SniffedImage:
         file.seek(0)
         with Image.open(file, formats=PILLOW_FORMATS) as image:
             pil_format, (width, height) = image.format, image.size
+            upright = _upright_sizes(image)
     except Image.DecompressionBombError:
         # Far past the limit: Pillow's own guard refused it from the header.
         width, height = declared_size(file) or (max_pixels + 1, 1)
@@ -56,7 +60,17 @@ def sniff_image(file: BinaryIO, size: int, max_pixels: int) -> SniffedImage:
         )
     assert pil_format is not None
     name = INPUT_FORMATS[pil_format]
-    return SniffedImage(format=name, width=width, height=height, content_type=CONTENT_TYPES[name])
+    return SniffedImage(
+        format=name, width=width, height=height, content_type=CONTENT_TYPES[name], upright_sizes=upright
+    )
+
+
+def _upright_sizes(image: Image.Image) -> tuple[tuple[int, int], ...]:
+    width, height = image.size
+    if image.format not in ("JPEG", "MPO"):
+        return ((width, height), (height, width))  # other formats' EXIF may sit after the pixels
+    turned = image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
+    return ((height, width),) if turned else ((width, height),)
 
 
 def _rewind(file: BinaryIO) -> None:
@@ -70,11 +84,21 @@ def parse_output_format(value: str | None) -> str | None:
         return None
     normalised = value.strip().lower()
     normalised = "jpeg" if normalised == "jpg" else normalised
-    if normalised not in OUTPUT_FORMATS:
+    if normalised not in REQUESTABLE_FORMATS:
         raise InvalidInput(
-            f"output_format {value[:40]!r} is not supported; allowed: {', '.join(OUTPUT_FORMATS)}",
+            f"output_format {value[:40]!r} is not supported; allowed: {', '.join(REQUESTABLE_FORMATS)}",
             field="output_format",
         )
+    return normalised
+
+
+def parse_choice(value: str | None, field: str, allowed: tuple[str, ...]) -> str:
+    """One of `allowed` (the first when the field is not given), case-insensitive; else a 422 naming the field."""
+    if value is None or not value.strip():
+        return allowed[0]
+    normalised = value.strip().lower()
+    if normalised not in allowed:
+        raise InvalidInput(f"{field} {value[:40]!r} is not supported; allowed: {', '.join(allowed)}", field=field)
     return normalised
 
 

@@ -4,9 +4,21 @@ import warnings
 from io import BytesIO
 from typing import BinaryIO
 
+import pillow_heif
 from PIL import Image
 
 from common.formats import PILLOW_FORMATS
+
+
+def register_plugins() -> None:
+    """Teach Pillow HEIF (pillow-heif), for the primary image only: no thumbnails, depth maps or
+    other auxiliary images are decoded, and libheif's own limits on sizes and counts stay on. One
+    decoding thread: the worker's image process is one job on one core."""
+    pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False, decode_threads=1)
+    pillow_heif.options.DISABLE_SECURITY_LIMITS = False
+
+
+register_plugins()
 
 
 def guard_decompression(max_pixels: int) -> None:

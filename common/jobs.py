@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, computed_field
 
-from common.formats import OutputFormat
+from common.formats import MAX_MAX_BYTES, MIN_MAX_BYTES, ColorPolicy, MetadataPolicy, RequestedFormat
 from common.messages import JobMessage, ResultInfo, utcnow
 from common.operations import Operation
 from common.storage import ObjectMissing, ObjectStore
@@ -68,8 +68,11 @@ class JobRecord(BaseModel):
     job_id: str
     status: JobStatus
     operations: list[Operation]
-    output_format: OutputFormat | None = None
+    output_format: RequestedFormat | None = None
     quality: int
+    color: ColorPolicy = "srgb"
+    metadata: MetadataPolicy = "strip"
+    max_bytes: int | None = Field(None, ge=MIN_MAX_BYTES, le=MAX_MAX_BYTES)
     callback_url: str | None = None
     owner: str | None = None  # the client that submitted it (None: anonymous)
     original: OriginalInfo
@@ -167,6 +170,9 @@ class JobRecord(BaseModel):
             operations=self.operations,
             output_format=self.output_format,
             quality=self.quality,
+            color=self.color,
+            metadata=self.metadata,
+            max_bytes=self.max_bytes,
             callback_url=self.callback_url,
             submitted_at=self.created_at,
         )

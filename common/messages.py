@@ -6,7 +6,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.formats import OutputFormat
+from common.formats import (
+    MAX_MAX_BYTES,
+    MIN_MAX_BYTES,
+    ColorPolicy,
+    MetadataPolicy,
+    OutputFormat,
+    RequestedFormat,
+)
 from common.operations import Operation
 
 
@@ -59,8 +66,11 @@ class JobMessage(BaseModel):
     job_id: str = Field(pattern=JOB_ID_PATTERN.pattern)
     original_key: str
     operations: list[Operation] = Field(min_length=1)
-    output_format: OutputFormat | None = None
+    output_format: RequestedFormat | None = None
     quality: int = Field(85, ge=1, le=100)
+    color: ColorPolicy = "srgb"
+    metadata: MetadataPolicy = "strip"
+    max_bytes: int | None = Field(None, ge=MIN_MAX_BYTES, le=MAX_MAX_BYTES)
     callback_url: str | None = None
     submitted_at: datetime
 

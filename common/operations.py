@@ -10,12 +10,24 @@ and a JSON array of objects with a "name" key is accepted too.
 """
 
 import json
+import re
 import unicodedata
 from collections.abc import Mapping
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from PIL import ImageColor
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
+
+from common.logos import PRESET_PATTERN
 
 MAX_DIMENSION = 16384
 DEFAULT_BOX = 800
@@ -31,14 +43,41 @@ class _Operation(BaseModel):
     text_synonyms: ClassVar[dict[str, str]] = {}
 
 
+# Where a crop (or a cover resize, or a pad) keeps the picture: a side or corner, the centre, or
+# `smart`: the region with the most detail.
+Gravity = Literal[
+    "center", "north", "south", "east", "west", "north-east", "north-west", "south-east", "south-west", "smart"
+]
+MAX_COLOUR_LENGTH = 40
+
+
+def _check_colour(value: str) -> str:
+    """A CSS colour (`white`, `#336699`, `rgb(0,0,0)`) or `transparent`."""
+    value = value.strip().lower()
+    if value == "transparent":
+        return value
+    if len(value) > MAX_COLOUR_LENGTH:
+        raise ValueError(f"a colour is at most {MAX_COLOUR_LENGTH} characters")
+    try:
+        ImageColor.getrgb(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a colour (a name, #rrggbb, rgb(r,g,b) or transparent)") from None
+    return value
+
+
+Colour = Annotated[str, AfterValidator(_check_colour)]
+
+
 class Resize(_Operation):
     """Fit the image to a box. Without width or height, the box is 800×800."""
 
     name: Literal["resize"] = "resize"
     width: int | None = Field(None, ge=1, le=MAX_DIMENSION)
     height: int | None = Field(None, ge=1, le=MAX_DIMENSION)
-    fit: Literal["contain", "cover", "fill"] = "contain"
+    fit: Literal["contain", "cover", "fill", "pad"] = "contain"
     upscale: bool = False
+    gravity: Gravity = "center"
+    background: Colour = "white"
 
     @model_validator(mode="after")
     def _default_box(self) -> "Resize":
@@ -50,17 +89,134 @@ class Resize(_Operation):
         return self
 
 
+def _check_length(value: float | None) -> float | None:
+    """A length is whole pixels (1 and more) or a fraction of the image's side (between 0 and 1)."""
+    if value is not None and value >= 1 and not float(value).is_integer():
+        raise ValueError("a length is whole pixels (1 or more) or a fraction of the side (between 0 and 1)")
+    return value
+
+
+Length = Annotated[float | None, Field(None, ge=0, le=MAX_DIMENSION), AfterValidator(_check_length)]
+_ASPECT = re.compile(r"^\s*(\d{1,5})\s*:\s*(\d{1,5})\s*$")
+
+
+class Crop(_Operation):
+    """Cut out a box (`x`, `y`, `width`, `height`: pixels, or fractions of the side between 0 and 1)
+    or the largest region of an aspect ratio (`aspect=16:9`); `gravity` places a box without x and
+    y, and an aspect's region."""
+
+    name: Literal["crop"] = "crop"
+    x: Length = None
+    y: Length = None
+    width: Length = None
+    height: Length = None
+    aspect: str | None = Field(None, max_length=16)
+    gravity: Gravity = "center"
+
+    @field_validator("aspect")
+    @classmethod
+    def _ratio(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        match = _ASPECT.match(value)
+        if match is None or int(match[1]) == 0 or int(match[2]) == 0:
+            raise ValueError(f"{value!r} is not an aspect ratio like 16:9")
+        ratio = int(match[1]) / int(match[2])
+        if not 1 / 100 <= ratio <= 100:
+            raise ValueError(f"aspect {value} is more elongated than 100:1")
+        return f"{int(match[1])}:{int(match[2])}"
+
+    @model_validator(mode="after")
+    def _box_or_aspect(self) -> "Crop":
+        box = [self.x, self.y, self.width, self.height]
+        if self.aspect is not None and any(value is not None for value in box):
+            raise ValueError("give either a box (x, y, width, height) or an aspect, not both")
+        if self.aspect is None and all(value is None for value in box):
+            raise ValueError("give a box (x, y, width, height; a missing one is the rest of the image) or an aspect")
+        for side in ("width", "height"):
+            if getattr(self, side) == 0:
+                raise ValueError(f"{side} must be more than 0")
+        if (self.x is not None or self.y is not None) and self.gravity != "center":
+            raise ValueError("gravity places a box that has no x and y; give one or the other")
+        return self
+
+    @property
+    def ratio(self) -> float | None:
+        if self.aspect is None:
+            return None
+        width, height = self.aspect.split(":")
+        return int(width) / int(height)
+
+    def region(self, size: tuple[int, int]) -> tuple[float, float]:
+        """The width and height of what is kept of an image of `size` (before clipping to it)."""
+        width, height = size
+        if self.ratio is not None:
+            if width / height > self.ratio:
+                return max(1.0, round(height * self.ratio)), float(height)
+            return float(width), max(1.0, round(width / self.ratio))
+        x, y = _pixels(self.x, width) or 0, _pixels(self.y, height) or 0
+        return max(1.0, _pixels(self.width, width) or width - x), max(1.0, _pixels(self.height, height) or height - y)
+
+    def fixed_box(self, size: tuple[int, int]) -> tuple[float, float, float, float] | None:
+        """The box in pixels when x or y places it; None when gravity does."""
+        if self.x is None and self.y is None:
+            return None
+        x, y = _pixels(self.x, size[0]) or 0, _pixels(self.y, size[1]) or 0
+        region_width, region_height = self.region(size)
+        return x, y, x + region_width, y + region_height
+
+    def outside(self, size: tuple[int, int]) -> str | None:
+        """Why the box does not fit in an image of `size`, or None when it does."""
+        box = self.fixed_box(size)
+        if box is None or (round(box[2]) <= size[0] and round(box[3]) <= size[1]):
+            return None
+        shown = tuple(round(value) for value in box)
+        return f"the crop box {shown} (left, top, right, bottom) reaches outside the {size[0]}×{size[1]} image"
+
+
+def _pixels(length: float | None, side: int) -> float | None:
+    """A Length in pixels: pixels as given, a fraction (between 0 and 1) of the side."""
+    if length is None:
+        return None
+    return length * side if 0 < length < 1 else float(length)
+
+
+class Rotate(_Operation):
+    """Turn clockwise by `angle` degrees; quarter turns are exact, other angles enlarge the canvas,
+    filled with `background`."""
+
+    name: Literal["rotate"] = "rotate"
+    angle: float = Field(90, ge=-360, le=360)
+    background: Colour = "white"
+
+
+class Flip(_Operation):
+    """Mirror the image: `horizontal` (left and right swap), `vertical`, or `both`."""
+
+    name: Literal["flip"] = "flip"
+    direction: Literal["horizontal", "vertical", "both"] = "horizontal"
+
+
 WatermarkPosition = Literal["top-left", "top-right", "bottom-left", "bottom-right", "center", "tile"]
 
 
 class Watermark(_Operation):
-    """Draw text over the image; `size` is the text height as a fraction of the shorter side."""
+    """Draw text, or a logo preset (`image`), over the image; `size` is the text's or the logo's
+    height as a fraction of the shorter side."""
 
     name: Literal["watermark"] = "watermark"
     text: str = Field("imgpipe", min_length=1, max_length=100)
+    image: str | None = Field(None, pattern=PRESET_PATTERN)
     position: WatermarkPosition = "bottom-right"
     opacity: float = Field(0.5, gt=0, le=1)
     size: float = Field(0.05, ge=0.01, le=0.5)
+
+    @model_validator(mode="after")
+    def _text_or_image(self) -> "Watermark":
+        # The default text travels with every dumped watermark: only another text is a conflict.
+        if self.image is not None and self.text != type(self).model_fields["text"].default:
+            raise ValueError("give either text or image, not both")
+        return self
 
     @field_validator("text")
     @classmethod
@@ -99,9 +255,53 @@ class Filter(_Operation):
         return self
 
 
-Operation = Annotated[Resize | Watermark | Filter, Field(discriminator="name")]
-OPERATION_MODELS: dict[str, type[Resize | Watermark | Filter]] = {
-    model.model_fields["name"].default: model for model in (Resize, Watermark, Filter)
+MAX_FACTOR = 10.0
+
+
+class Autocontrast(_Operation):
+    """Stretch the tones to the full range, ignoring `cutoff` percent of the darkest and lightest pixels."""
+
+    name: Literal["autocontrast"] = "autocontrast"
+    cutoff: float = Field(0.0, ge=0, lt=50)
+
+
+class Brightness(_Operation):
+    """Multiply the brightness by `factor` (0: black, 1: unchanged)."""
+
+    name: Literal["brightness"] = "brightness"
+    factor: float = Field(ge=0, le=MAX_FACTOR)
+
+
+class Contrast(_Operation):
+    """Multiply the contrast by `factor` (0: flat grey, 1: unchanged)."""
+
+    name: Literal["contrast"] = "contrast"
+    factor: float = Field(ge=0, le=MAX_FACTOR)
+
+
+class Saturation(_Operation):
+    """Multiply the colour saturation by `factor` (0: greyscale, 1: unchanged)."""
+
+    name: Literal["saturation"] = "saturation"
+    factor: float = Field(ge=0, le=MAX_FACTOR)
+
+
+class Pixelate(_Operation):
+    """Blocks of `size`×`size` pixels, each one colour."""
+
+    name: Literal["pixelate"] = "pixelate"
+    size: int = Field(8, ge=2, le=512)
+
+
+AnyOperation = (
+    Resize | Watermark | Filter | Crop | Rotate | Flip | Autocontrast | Brightness | Contrast | Saturation | Pixelate
+)
+Operation = Annotated[AnyOperation, Field(discriminator="name")]
+OPERATION_MODELS: dict[str, type[AnyOperation]] = {
+    model.model_fields["name"].default: model
+    for model in (
+        Resize, Watermark, Filter, Crop, Rotate, Flip, Autocontrast, Brightness, Contrast, Saturation, Pixelate
+    )
 }
 
 
@@ -119,7 +319,7 @@ def describe_allowed() -> str:
     return "; ".join(parts)
 
 
-def parse_operations(spec: str, max_operations: int) -> list[Resize | Watermark | Filter]:
+def parse_operations(spec: str, max_operations: int) -> list[AnyOperation]:
     """Parse the text grammar or a JSON array into validated operations, in order."""
     spec = spec.strip()
     if not spec:
@@ -146,7 +346,7 @@ def parse_operations(spec: str, max_operations: int) -> list[Resize | Watermark 
     return [_validate(index, item) for index, item in enumerate(items, start=1)]
 
 
-def _validate(index: int, item: Mapping[str, object]) -> Resize | Watermark | Filter:
+def _validate(index: int, item: Mapping[str, object]) -> AnyOperation:
     name = item.get("name")
     model = OPERATION_MODELS.get(name) if isinstance(name, str) else None
     if model is None:

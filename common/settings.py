@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.logos import logo_dir, preset_names
+
 logger = logging.getLogger(__name__)
 
 # Usable on a developer's machine only: refused with ENVIRONMENT=production.
@@ -152,6 +154,8 @@ class UploadLimits:
     max_queued_jobs: int
     default_operations: str
     default_quality: int
+    # The logo presets watermark(image=...) may name, as found when the API started.
+    logos: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,8 @@ class WorkerSettings:
     memory_limit_mb: int
     stats_interval_s: float
     retries: RetryPolicy
+    max_frames: int
+    logo_dir: Path
     # The work queue's consumer: messages taken at a time, and how long a stopping worker finishes.
     prefetch: int
     grace_s: float
@@ -259,6 +265,10 @@ class Settings(BaseSettings):
     job_time_limit_s: float = Field(120.0, gt=0)
     # Largest image any operation may produce, whatever `upscale` says.
     max_output_pixels: int = Field(100_000_000, ge=1, le=1_000_000_000)
+    # Frames of an animation kept as one (MAX_IMAGE_PIXELS counts them all).
+    max_frames: int = Field(500, ge=1, le=10_000)
+    # Logo presets for watermark(image=...): <name>.png files (unset: common/logos/).
+    watermark_dir: Path | None = None
     # Address space of the process that decodes and transforms images (0: no limit).
     worker_memory_limit_mb: int = Field(2048, ge=0)
     stats_interval_s: float = Field(5.0, gt=0)
@@ -364,6 +374,7 @@ class Settings(BaseSettings):
             max_queued_jobs=self.max_queued_jobs,
             default_operations=self.default_operations,
             default_quality=self.default_quality,
+            logos=preset_names(logo_dir(self.watermark_dir)),
         )
 
     @property
@@ -375,6 +386,8 @@ class Settings(BaseSettings):
             memory_limit_mb=self.worker_memory_limit_mb,
             stats_interval_s=self.stats_interval_s,
             retries=self.job_retries,
+            max_frames=self.max_frames,
+            logo_dir=logo_dir(self.watermark_dir),
             prefetch=self.prefetch_count,
             grace_s=self.shutdown_grace_s,
         )

@@ -191,6 +191,11 @@ class JobHandler:
                 max_pixels=self._settings.max_image_pixels,
                 max_output_pixels=self._settings.max_output_pixels,
                 time_limit_s=self._settings.job_time_limit_s,
+                color=message.color,
+                metadata=message.metadata,
+                max_frames=self._settings.max_frames,
+                max_bytes=message.max_bytes,
+                logo_dir=self._settings.logo_dir,
             )
         )
 
@@ -310,7 +315,7 @@ def _disagreement(message: JobMessage, record: JobRecord) -> list[str]:
         fields.append("original_key")
     if list(message.operations) != list(record.operations):
         fields.append("operations")
-    for name in ("output_format", "quality", "callback_url"):
+    for name in ("output_format", "quality", "color", "metadata", "max_bytes", "callback_url"):
         if getattr(message, name) != getattr(record, name):
             fields.append(name)
     return fields

@@ -17,8 +17,10 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, Protocol
 
+from common.formats import ColorPolicy, MetadataPolicy
 from common.operations import Operation
 from worker.pipeline import ImageRejected, ProcessedImage
 
@@ -40,6 +42,11 @@ class PipelineRequest:
     max_pixels: int
     max_output_pixels: int
     time_limit_s: float
+    color: ColorPolicy = "srgb"
+    metadata: MetadataPolicy = "strip"
+    max_frames: int = 500
+    max_bytes: int | None = None
+    logo_dir: Path | None = None
 
 
 class Pipeline(Protocol):
@@ -144,6 +151,7 @@ def _serve(connection: Connection, memory_limit_mb: int) -> None:
 
     from common.imaging import guard_decompression
     from worker.pipeline import process_image
+    from worker.processors.watermark import use_logo_dir
 
     # A stop signal is for the worker, which lets the current job finish; the child ends when the
     # worker closes the pipe (or is killed by it).
@@ -162,11 +170,14 @@ def _serve(connection: Connection, memory_limit_mb: int) -> None:
         if guarded_at != request.max_pixels:
             guard_decompression(request.max_pixels)
             guarded_at = request.max_pixels
+        if request.logo_dir is not None:
+            use_logo_dir(request.logo_dir)
         try:
             result = process_image(
                 request.data, request.operations, request.output_format, request.quality,
                 request.max_pixels, deadline=time.monotonic() + request.time_limit_s,
-                max_output_pixels=request.max_output_pixels,
+                max_output_pixels=request.max_output_pixels, color=request.color, metadata=request.metadata,
+                max_frames=request.max_frames, max_bytes=request.max_bytes,
             )
             reply: tuple[str, Any] = ("ok", result)
         except ImageRejected as exc:

@@ -6,7 +6,7 @@ an image in mode L, LA, RGB or RGBA; everything else is converted here after dec
 
 import struct
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Literal, cast
@@ -14,24 +14,30 @@ from typing import Literal, cast
 from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from common.formats import (
+    ANIMATED_INPUTS,
+    ANIMATED_OUTPUTS,
     CONTENT_TYPES,
-    INPUT_FORMATS,
-    KEPT_FORMATS,
     MAX_ICC_PROFILE_BYTES,
-    OUTPUT_FORMATS,
     PILLOW_FORMATS,
+    ColorPolicy,
+    MetadataPolicy,
     OutputFormat,
     accepted_list,
-    output_format,
 )
 from common.imaging import declared_size
 from common.operations import Operation, Resize
-from worker.processors import apply
+from worker.colour import to_srgb
+from worker.encoding import ICC_COLOUR_SPACES, Animation, OverBudget, can_animate, choose_output_format, encode_within
+from worker.metadata import kept_metadata
+from worker.processors import NotApplicable, apply_to_frames, output_size
 from worker.processors.resize import ResizePlan, plan_resize, resample
 
+# An animation's frames are all decoded up to this many (MAX_FRAMES in the worker's settings).
+DEFAULT_MAX_FRAMES = 500
+
 RejectReason = Literal[
-    "undecodable", "unsupported_format", "too_many_pixels", "truncated", "time_limit", "out_of_memory",
-    "processing_error",
+    "undecodable", "unsupported_format", "too_many_pixels", "too_many_frames", "truncated", "time_limit",
+    "out_of_memory", "processing_error", "output_too_large", "crop_outside_image", "unknown_logo",
 ]
 
 # What Pillow's decoders raise on malformed input.
@@ -39,7 +45,6 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct
 
 # The scales libjpeg decodes at directly (DCT scaling), largest first.
 DRAFT_SCALES = (8, 4, 2)
-_ICC_COLOUR_SPACES = {"L": b"GRAY", "LA": b"GRAY", "RGB": b"RGB ", "RGBA": b"RGB "}
 
 
 class ImageRejected(Exception):
@@ -57,6 +62,7 @@ class ProcessedImage:
     height: int
     format: OutputFormat
     content_type: str
+    frames: int = 1
 
 
 def process_image(
@@ -67,37 +73,60 @@ def process_image(
     max_pixels: int,
     deadline: float | None = None,
     max_output_pixels: int | None = None,
+    color: ColorPolicy = "srgb",
+    metadata: MetadataPolicy = "strip",
+    max_frames: int = DEFAULT_MAX_FRAMES,
+    max_bytes: int | None = None,
 ) -> ProcessedImage:
     """Apply `operations` in order and encode the result.
 
-    Output format: `output_format`, else the input's if it is JPEG, PNG or WebP, else PNG for an
-    image with alpha and JPEG otherwise. `max_pixels` is checked on the declared size before any
-    pixel is decoded (Pillow's own guard, at the same limit, stops far larger ones while reading
-    the header). No operation may produce more than `max_output_pixels` (default `max_pixels`),
-    whatever it asks for. `deadline` (a time.monotonic() value) is checked before each operation
-    and before encoding; one Pillow call cannot be interrupted, which is why the worker runs this
-    in a process it can stop (worker/isolation.py).
+    Output format: see worker.encoding.output_format. `max_pixels` is checked on the declared size
+    before any pixel is decoded (Pillow's own guard, at the same limit, stops far larger ones while
+    reading the header); for an animation it counts every frame, and there are at most
+    `max_frames`. No operation may produce more than `max_output_pixels` (default `max_pixels`),
+    over all frames, whatever it asks for. `deadline` (a time.monotonic() value) is checked before
+    each operation and before encoding; one Pillow call cannot be interrupted, which is why the
+    worker runs this in a process it can stop (worker/isolation.py). `color` and `metadata` are the
+    job's policies (common/formats.py): by default pixels are converted to sRGB and no metadata is
+    written. `max_bytes`: the highest quality whose result fits, or `output_too_large`.
     """
     operations = list(operations)
     max_output_pixels = max_output_pixels or max_pixels
     image, drafted = _decode(data, operations[0] if operations else None, max_pixels)
     source_format = image.format
-    image, icc = _normalise(image)
+    kept = kept_metadata(image, metadata)
+    frames, animation = [image], None
+    if _is_animation(image) and can_animate(output_format, source_format):
+        frames, animation = _read_frames(image, max_frames, max_pixels, deadline)
+    frames, icc = _normalise_frames(frames)
     if drafted is not None:
-        image = resample(image, *drafted)
+        frames = [resample(frames[0], *drafted)]
         operations = operations[1:]
+    if color == "srgb":
+        frames, icc = [to_srgb(frame, icc) for frame in frames], None
     for operation in operations:
         _check_deadline(deadline, operation.name)
-        _check_output_pixels(image, operation, max_output_pixels)
-        image = apply(image, operation)
+        _check_output_pixels(frames[0], operation, max_output_pixels, len(frames))
+        try:
+            frames = apply_to_frames(frames, operation)
+        except NotApplicable as exc:
+            raise ImageRejected(exc.reason, f"{operation.name}: {exc}") from None
     _check_deadline(deadline, "encoding")
-    format_ = _output_format(output_format, source_format, image)
+    result = frames[0]
+    format_ = choose_output_format(output_format, source_format, result.mode in ("LA", "RGBA"), animation is not None)
+    if format_ not in ANIMATED_OUTPUTS:
+        frames, animation = frames[:1], None
+    try:
+        encoded = encode_within(frames, format_, quality, icc, kept, animation, max_bytes, deadline)
+    except OverBudget as exc:
+        raise ImageRejected("output_too_large", str(exc)) from None
     return ProcessedImage(
-        data=_encode(image, format_, quality, icc),
-        width=image.width,
-        height=image.height,
+        data=encoded,
+        width=result.width,
+        height=result.height,
         format=format_,
         content_type=CONTENT_TYPES[format_],
+        frames=len(frames),
     )
 
 
@@ -106,19 +135,82 @@ def _check_deadline(deadline: float | None, step: str) -> None:
         raise ImageRejected("time_limit", f"the job ran out of its time limit before {step}")
 
 
-def _check_output_pixels(image: Image.Image, operation: Operation, max_pixels: int) -> None:
-    """Refuse an operation whose output would pass the limit, before it runs."""
-    size = image.size
-    if isinstance(operation, Resize):
-        plan = plan_resize(image.size, operation)
-        size = plan.size if plan is not None else size
-    width, height = size
-    if width * height > max_pixels:
+def _check_output_pixels(image: Image.Image, operation: Operation, max_pixels: int, frames: int = 1) -> None:
+    """Refuse an operation whose output would pass the limit (over all frames), before it runs."""
+    width, height = output_size(image.size, operation)
+    if width * height * frames > max_pixels:
+        each = f" in each of {frames} frames" if frames > 1 else ""
         raise ImageRejected(
             "too_many_pixels",
-            f"{operation.name} would produce {width}×{height} = {width * height:,} pixels; "
-            f"the output limit is {max_pixels:,}",
+            f"{operation.name} would produce {width}×{height} = {width * height:,} pixels{each}; "
+            f"the output limit is {max_pixels:,}" + (" over all frames" if frames > 1 else ""),
         )
+
+
+def _is_animation(image: Image.Image) -> bool:
+    # is_animated looks for a second frame only; n_frames would walk a GIF to its end.
+    return image.format in ANIMATED_INPUTS and bool(getattr(image, "is_animated", False))
+
+
+def _read_frames(
+    image: Image.Image, max_frames: int, max_pixels: int, deadline: float | None
+) -> tuple[list[Image.Image], Animation]:
+    """Every frame of an animation, as whole pictures, with their durations and the loop count;
+    the number of frames and the pixels over all of them are checked before the second is decoded."""
+    width, height = image.size
+    count = _count_frames(image, min(max_frames, max_pixels // (width * height)))
+    if count > max_frames:
+        raise ImageRejected(
+            "too_many_frames", f"the animation has more than {max_frames:,} frames; at most {max_frames:,} are accepted"
+        )
+    if width * height * count > max_pixels:
+        raise ImageRejected(
+            "too_many_pixels",
+            f"the animation is at least {count:,} frames of {width}×{height} = {width * height * count:,} pixels; "
+            f"the limit over all frames is {max_pixels:,}",
+        )
+    loop = image.info.get("loop", 0)
+    frames, durations = [], []
+    try:
+        for index in range(count):
+            _check_deadline(deadline, f"decoding frame {index + 1}")
+            image.seek(index)
+            image.load()
+            frames.append(image.copy())
+            durations.append(max(0, int(image.info.get("duration") or 0)))
+    except _DECODE_ERRORS as exc:
+        raise _rejection(exc) from exc
+    return frames, Animation(tuple(durations), loop if isinstance(loop, int) and loop >= 0 else 0)
+
+
+def _count_frames(image: Image.Image, limit: int) -> int:
+    """The number of frames, or limit + 1 when there are more. WebP, AVIF and APNG say it in their
+    headers; a GIF must be walked block by block, so the walk (Pillow's own, as its n_frames does,
+    without decoding) stops past the limit: a 25 MB GIF can hold a million 1-pixel frames."""
+    if image.format != "GIF":
+        return int(getattr(image, "n_frames", 1))
+    count = 1
+    try:
+        while count <= limit:
+            image._seek(count, False)  # type: ignore[attr-defined]
+            count += 1
+    except EOFError:
+        pass
+    image.seek(0)
+    return count
+
+
+def _normalise_frames(frames: list[Image.Image]) -> tuple[list[Image.Image], bytes | None]:
+    """_normalise on every frame, then one mode for all (with alpha if any frame has it)."""
+    normalised = [_normalise(frame) for frame in frames]
+    icc = normalised[0][1]
+    images = [image for image, _ in normalised]
+    modes = {image.mode for image in images}
+    if len(modes) > 1:
+        colour = "RGB" if modes & {"RGB", "RGBA"} else "L"
+        mode = colour + ("A" if modes & {"LA", "RGBA"} else "")
+        images = [image.convert(mode) for image in images]
+    return images, icc
 
 
 def _decode(
@@ -164,6 +256,8 @@ def _draft(image: Image.Image, first: Operation | None) -> tuple[ResizePlan, flo
     """
     if image.format not in ("JPEG", "MPO") or not isinstance(first, Resize):
         return None
+    if first.gravity == "smart" or first.fit == "pad":
+        return None  # the region depends on the pixels, or the output is more than the resample
     width, height = image.size
     orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
     oriented = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
@@ -215,7 +309,7 @@ def _normalise(image: Image.Image) -> tuple[Image.Image, bytes | None]:
         image = _grey_to_8_bit(image)
     elif mode == "1":
         image = image.convert("L")
-    elif mode not in _ICC_COLOUR_SPACES or "transparency" in image.info:
+    elif mode not in ICC_COLOUR_SPACES or "transparency" in image.info:
         # P and PA, and L or RGB with a transparent colour key; also RGBX, YCbCr and the like.
         image = image.convert("RGBA" if image.has_transparency_data else "RGB")
     # EXIF (its orientation is applied), XMP, comments and the like do not go to the output.
@@ -255,42 +349,3 @@ def _grey_to_8_bit(image: Image.Image) -> Image.Image:
             low, high = 0, 65535
     scale = 255 / ((high - low) or 1)
     return image.point(lambda value: value * scale - low * scale).convert("L")
-
-
-def _output_format(requested: str | None, source_format: str | None, image: Image.Image) -> OutputFormat:
-    if requested:
-        format_ = output_format(requested.lower())
-        if format_ is None:
-            raise ValueError(f"unknown output format {requested!r}; use {', '.join(OUTPUT_FORMATS)}")
-        return format_
-    source = INPUT_FORMATS.get(source_format or "", "")
-    kept = output_format(source) if source in KEPT_FORMATS else None
-    if kept is not None:
-        return kept
-    return "png" if image.mode in ("LA", "RGBA") else "jpeg"
-
-
-def _encode(image: Image.Image, format_: str, quality: int, icc: bytes | None) -> bytes:
-    if format_ == "jpeg" and image.mode in ("LA", "RGBA"):
-        image = _flatten(image)
-    elif format_ == "webp" and image.mode in ("L", "LA"):
-        image = image.convert("RGB" + image.mode[1:])  # WebP has no greyscale
-    if icc and icc[16:20] != _ICC_COLOUR_SPACES[image.mode]:
-        icc = None  # e.g. an RGB profile after grayscale: it would misdescribe the pixels
-    options: Mapping[str, object] = {
-        "jpeg": {"quality": quality, "optimize": False, "progressive": False},
-        # zlib's default level: 9 takes two to three times as long for 1-3 % smaller files.
-        "png": {"compress_level": 6},
-        # libwebp's default method; 6 takes about twice as long for a few % smaller files.
-        "webp": {"quality": quality, "method": 4},
-    }[format_]
-    buffer = BytesIO()
-    image.save(buffer, format_.upper(), icc_profile=icc, **options)
-    return buffer.getvalue()
-
-
-def _flatten(image: Image.Image) -> Image.Image:
-    """Composite an LA or RGBA image onto white, for JPEG."""
-    background = Image.new(image.mode[:-1], image.size, "white")
-    background.paste(image, mask=image.getchannel("A"))
-    return background

@@ -10,6 +10,7 @@ from api.auth import CurrentClient
 from api.dependencies import ServicesDep
 from api.problems import documented
 from api.schemas import JobAccepted, JobStatusResponse, ResultWithUrl
+from common.formats import CONTENT_TYPES, MAX_MAX_BYTES, MIN_MAX_BYTES, OUTPUT_FORMATS
 
 router = APIRouter(tags=["jobs"])
 
@@ -31,7 +32,7 @@ def upload(
     services: ServicesDep,
     client: CurrentClient,
     response: Response,
-    file: Annotated[UploadFile, File(description="The image: JPEG, PNG, WebP, GIF, BMP or TIFF")],
+    file: Annotated[UploadFile, File(description="The image: JPEG, PNG, WebP, GIF, BMP, TIFF, AVIF or HEIC")],
     operations: Annotated[
         str | None,
         Form(
@@ -39,8 +40,28 @@ def upload(
             " or a JSON array"
         ),
     ] = None,
-    output_format: Annotated[str | None, Form(description="jpeg, png or webp; default: the input's")] = None,
+    output_format: Annotated[
+        str | None,
+        Form(description="jpeg, png, webp, avif, gif or auto (AVIF, or WebP for an animation); default: the input's"),
+    ] = None,
     quality: Annotated[int | None, Form(ge=1, le=100)] = None,
+    color: Annotated[
+        str | None,
+        Form(description="srgb (default: converted to sRGB from the embedded profile) or keep (the profile kept)"),
+    ] = None,
+    metadata: Annotated[
+        str | None,
+        Form(
+            description="strip (default: no EXIF, GPS, XMP, IPTC or comments), keep (EXIF and XMP), "
+            "copyright (EXIF Artist and Copyright only)"
+        ),
+    ] = None,
+    max_bytes: Annotated[
+        int | None,
+        Form(
+            ge=MIN_MAX_BYTES, le=MAX_MAX_BYTES, description="the highest quality whose result fits in this many bytes"
+        ),
+    ] = None,
     callback_url: Annotated[
         str | None,
         Form(description="public http(s) URL called with the completion event, signed (Standard Webhooks)"),
@@ -50,6 +71,7 @@ def upload(
         service.Upload(
             client=client, file=file.file, size=file.size or 0, filename=file.filename,
             operations=operations, output_format=output_format, quality=quality, callback_url=callback_url,
+            color=color, metadata=metadata, max_bytes=max_bytes,
         ),
         services.jobs_ports,
     )
@@ -63,6 +85,9 @@ def upload(
         operations=record.operations,
         output_format=record.output_format,
         quality=record.quality,
+        color=record.color,
+        metadata=record.metadata,
+        max_bytes=record.max_bytes,
         status_url=status_url,
         result_url=f"{public_url}/result/{record.job_id}",
     )
@@ -87,7 +112,7 @@ def job_status(job_id: str, services: ServicesDep, client: CurrentClient) -> Job
     response_class=StreamingResponse,
     operation_id="job_result",
     responses={
-        200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}, "description": "the processed image"},
+        200: {"content": {CONTENT_TYPES[name]: {} for name in OUTPUT_FORMATS}, "description": "the processed image"},
         **documented(401, 404, 409, 503),
     },
 )

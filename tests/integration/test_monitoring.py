@@ -180,7 +180,7 @@ def test_uploads_rejected_are_counted_by_reason(monitored: System, tmp_path: Pat
     assert monitored.upload(not_an_image).status_code == 415
     sample = PROJECT_DIR / "test_images" / "sample.jpg"
     assert monitored.upload(sample, operations="explode").status_code == 422
-    assert monitored.upload(sample, output_format="gif").status_code == 422
+    assert monitored.upload(sample, output_format="bmp").status_code == 422
 
     metrics = get_metrics(monitored.api_url)
     assert metrics['imgpipe_uploads_rejected_total{reason="unsupported_type",status="415"}'] == 1

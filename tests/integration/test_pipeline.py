@@ -6,12 +6,13 @@ import socket
 
 import httpx
 import pytest
-from PIL import Image
+from PIL import ExifTags, Image
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from harness.processes import wait_for
 from harness.system import System
 from harness.webhooks import TEST_WEBHOOK_SECRET, WebhookReceiver
+from tests.support.images import PRIVATE_STRINGS, camera_jpeg
 
 pytestmark = pytest.mark.integration
 
@@ -149,7 +150,7 @@ def test_unknown_operation_is_422_and_nothing_is_queued(system: System, sample_j
     assert response.status_code == 422
     detail = response.json()["detail"]
     assert "unknown operation 'explode'" in detail
-    assert "filter, resize, watermark" in detail
+    assert "crop, filter, flip, pixelate, resize, rotate, saturation, watermark" in detail
     assert system.vhost.message_count("images.jobs.work") == before
     assert len(system.store.list("jobs/")) == records
 
@@ -160,8 +161,10 @@ def test_unknown_operation_is_422_and_nothing_is_queued(system: System, sample_j
         ({"operations": "resize(width=0)"}, 422, "width"),
         ({"operations": "resize(colour=red)"}, 422, "unknown parameter 'colour'"),
         ({"operations": "filter(name=blur,radius=-1)"}, 422, "radius"),
-        ({"output_format": "gif"}, 422, "allowed: jpeg, png, webp"),
+        ({"output_format": "bmp"}, 422, "allowed: jpeg, png, webp, avif, gif, auto"),
         ({"callback_url": "ftp://example"}, 422, "callback_url"),
+        ({"metadata": "none"}, 422, "metadata 'none' is not supported"),
+        ({"color": "p3"}, 422, "color 'p3' is not supported"),
     ],
 )
 def test_upload_rejects_bad_parameters(system: System, sample_jpg, form, status_code, fragment) -> None:
@@ -234,3 +237,149 @@ def test_prefetch_above_one_settles_every_message_once(make_system, sample_jpg) 
     assert all(s["attempts"] == 1 for s in statuses)
     wait_for(lambda: system.vhost.queue("images.jobs.work")["messages_unacknowledged"] == 0, 20, "every ack")
     assert system.services["worker-a"].running
+
+
+def test_a_photo_with_gps_comes_back_without_any_of_its_metadata(system: System, tmp_path) -> None:
+    photo = tmp_path / "phone.jpg"
+    photo.write_bytes(camera_jpeg(orientation=6, size=(400, 300)))
+
+    response = system.upload(photo, operations="resize(width=150)")
+
+    assert response.status_code == 202, response.text
+    assert (response.json()["metadata"], response.json()["color"]) == ("strip", "srgb")
+    status = system.wait_finished(response.json()["job_id"])
+    assert status["status"] == "completed", status
+    with system.http as client:
+        data = client.get(f"/result/{status['job_id']}").content
+    image = Image.open(io.BytesIO(data))
+    assert image.size == (150, 200)  # turned upright first
+    assert len(image.getexif()) == 0 and not image.getexif().get_ifd(ExifTags.IFD.GPSInfo)
+    assert not any(secret in data for secret in PRIVATE_STRINGS)
+
+
+def test_metadata_copyright_keeps_the_credit_and_drops_the_position(system: System, tmp_path) -> None:
+    photo = tmp_path / "phone.jpg"
+    photo.write_bytes(camera_jpeg())
+
+    response = system.upload(photo, operations="resize(width=100)", metadata="copyright", color="keep")
+
+    assert response.status_code == 202, response.text
+    status = system.wait_finished(response.json()["job_id"])
+    assert (status["status"], status["metadata"], status["color"]) == ("completed", "copyright", "keep"), status
+    with system.http as client:
+        data = client.get(f"/result/{status['job_id']}").content
+    exif = Image.open(io.BytesIO(data)).getexif()
+    assert exif[ExifTags.Base.Artist] == "Ann Example" and not exif.get_ifd(ExifTags.IFD.GPSInfo)
+    assert b"SN-SECRET-1234" not in data
+
+
+def _download(system: System, job_id: str) -> bytes:
+    with system.http as client:
+        return client.get(f"/result/{job_id}").content
+
+
+def test_an_animated_gif_comes_back_animated_with_its_timing(system: System, tmp_path) -> None:
+    frames = [Image.new("RGB", (200, 150), colour) for colour in ("red", "green", "blue")]
+    source = tmp_path / "anim.gif"
+    frames[0].save(source, save_all=True, append_images=frames[1:], duration=[70, 140, 210], loop=0)
+
+    response = system.upload(source, operations="resize(width=100),watermark", output_format="auto")
+
+    assert response.status_code == 202, response.text
+    status = system.wait_finished(response.json()["job_id"])
+    assert status["status"] == "completed", status
+    assert (status["result"]["format"], status["result"]["content_type"]) == ("webp", "image/webp")
+    image = Image.open(io.BytesIO(_download(system, status["job_id"])))
+    assert (image.format, image.n_frames, image.size) == ("WEBP", 3, (100, 75))
+    durations = []
+    for index in range(3):
+        image.seek(index)
+        image.load()
+        durations.append(image.info["duration"])
+    assert durations == [70, 140, 210]
+
+
+def test_a_still_photo_as_auto_is_avif(system: System, sample_jpg) -> None:
+    response = system.upload(sample_jpg, operations="resize(width=300)", output_format="auto")
+
+    status = system.wait_finished(response.json()["job_id"])
+    assert status["status"] == "completed", status
+    assert status["result"]["format"] == "avif"
+    assert Image.open(io.BytesIO(_download(system, status["job_id"]))).format == "AVIF"
+
+
+def test_max_bytes_is_met_or_the_job_fails_naming_it(system: System, sample_jpg) -> None:
+    fits = system.upload(sample_jpg, operations="resize(width=600)", output_format="jpeg", max_bytes="20000")
+    too_small = system.upload(sample_jpg, operations="resize(width=600)", output_format="png", max_bytes="600")
+
+    status = system.wait_finished(fits.json()["job_id"])
+    assert status["status"] == "completed", status
+    assert status["max_bytes"] == 20000 and status["result"]["bytes"] <= 20000
+    failed = system.wait_finished(too_small.json()["job_id"])
+    assert (failed["status"], failed["error_reason"]) == ("failed", "output_too_large"), failed
+    assert "max_bytes=600" in failed["error"]
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "511", str(2**40), "lots", "1e6"])
+def test_max_bytes_out_of_range_is_422_naming_it(system: System, sample_jpg, value: str) -> None:
+    response = system.upload(sample_jpg, max_bytes=value)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "max_bytes" or "max_bytes" in response.json()["detail"]
+
+
+def test_geometry_and_tone_operations_run_through_the_system(system: System, tmp_path) -> None:
+    wide = Image.new("RGB", (900, 300), (120, 130, 140))
+    wide.paste(Image.effect_mandelbrot((200, 200), (-2, -1.2, 0.8, 1.2), 100).convert("RGB"), (650, 50))
+    source = tmp_path / "wide.png"
+    wide.save(source)
+    operations = (
+        "crop(aspect=1:1,gravity=smart),rotate(angle=90),flip(direction=horizontal),"
+        "saturation(factor=1.2),contrast(factor=1.1),brightness(factor=1.05),autocontrast,pixelate(size=4),"
+        "resize(width=200,height=100,fit=pad,background=black)"
+    )
+
+    response = system.upload(source, operations=operations, output_format="png")
+
+    assert response.status_code == 202, response.text
+    status = system.wait_finished(response.json()["job_id"])
+    assert status["status"] == "completed", status
+    assert (status["result"]["width"], status["result"]["height"]) == (200, 100)
+    image = Image.open(io.BytesIO(_download(system, status["job_id"]))).convert("RGB")
+    assert image.getpixel((10, 50)) == (0, 0, 0) and image.getpixel((190, 50)) == (0, 0, 0)  # the pad
+    # the detailed subject was kept: many colours in the middle square
+    assert len(set(image.crop((50, 0, 150, 100)).get_flattened_data())) > 50
+
+
+@pytest.mark.parametrize(
+    ("operations", "fragment"),
+    [
+        ("crop(aspect=1:1,gravity=up)", "gravity"),
+        ("crop(x=1500,y=0,width=200,height=10)", "outside the 1600×1200 image"),
+        ("rotate(angle=720)", "angle"),
+        ("resize(width=10,height=10,fit=pad,background=sparkly)", "not a colour"),
+        ("brightness", "factor"),
+    ],
+)
+def test_bad_operation_parameters_are_422_naming_them(
+    system: System, sample_jpg, operations: str, fragment: str
+) -> None:
+    response = system.upload(sample_jpg, operations=operations)
+
+    assert response.status_code == 422, response.text
+    assert fragment in response.json()["detail"] and response.json()["field"] == "operations"
+
+
+def test_a_logo_preset_is_drawn_and_an_unknown_one_is_422(system: System, tmp_path) -> None:
+    source = tmp_path / "white.png"
+    Image.new("RGB", (600, 400), "white").save(source)
+
+    accepted = system.upload(source, operations="watermark(image=imgpipe,position=center,size=0.3,opacity=1)")
+    refused = system.upload(source, operations="watermark(image=globex)")
+
+    assert refused.status_code == 422 and "no logo preset 'globex'; available: imgpipe" in refused.json()["detail"]
+    status = system.wait_finished(accepted.json()["job_id"])
+    assert status["status"] == "completed", status
+    image = Image.open(io.BytesIO(_download(system, status["job_id"]))).convert("RGB")
+    red, green, blue = image.getpixel((120, 200))  # inside the logo's blue, left of its text
+    assert blue > 150 and red < 80, (red, green, blue)

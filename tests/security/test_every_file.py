@@ -27,14 +27,14 @@ BOUNDED = settings(max_examples=150, deadline=None, suppress_health_check=[Healt
 
 def encoded(format_: str, size=(64, 48), **options) -> bytes:
     buffer = io.BytesIO()
-    image = make_photo(size, "RGBA" if format_ in ("PNG", "WEBP") else "RGB")
+    image = make_photo(size, "RGBA" if format_ in ("PNG", "WEBP", "AVIF", "HEIF") else "RGB")
     if format_ in ("GIF", "BMP"):
         image = image.convert("RGB")
     image.save(buffer, format_, **options)
     return buffer.getvalue()
 
 
-SEEDS = {name: encoded(name) for name in ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")}
+SEEDS = {name: encoded(name) for name in ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF")}
 
 
 def mutations() -> st.SearchStrategy[bytes]:

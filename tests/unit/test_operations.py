@@ -58,13 +58,17 @@ def test_parse_filter_type_and_name_are_synonyms_in_text() -> None:
 @pytest.mark.parametrize(
     ("spec", "fragment"),
     [
-        ("explode", "unknown operation 'explode'; allowed: filter, resize, watermark"),
+        (
+            "explode",
+            "unknown operation 'explode'; allowed: autocontrast, brightness, contrast, crop, filter, flip, "
+            "pixelate, resize, rotate, saturation, watermark",
+        ),
         ("resize(wdth=3)", "unknown parameter 'wdth'; parameters allowed: width, height, fit, upscale"),
         ("resize(width=0)", "width: Input should be greater than or equal to 1"),
         ("resize(width=1000000000)", "width: Input should be less than or equal to 16384"),
         ("resize(width=abc)", "width: Input should be a valid integer"),
         ("resize(fit=cover,width=10)", "fit=cover needs both width and height"),
-        ("resize(fit=squash)", "fit: Input should be 'contain', 'cover' or 'fill'"),
+        ("resize(fit=squash)", "fit: Input should be 'contain', 'cover', 'fill' or 'pad'"),
         ("filter(name=blur,radius=-1)", "radius: Input should be greater than 0"),
         ("filter(name=sepia,radius=2)", "radius applies to blur only"),
         ("filter(name=posterize)", "type: Input should be 'grayscale'"),
@@ -105,6 +109,14 @@ def test_operations_survive_the_job_message_round_trip() -> None:
     assert JobMessage.model_validate_json(message.model_dump_json()).operations == ops
 
 
-def test_every_operation_has_a_default_instance() -> None:
+# Operations that mean nothing without a parameter: a bare name is refused, naming what is missing.
+NEEDS_A_PARAMETER = {"crop": "give a box", "brightness": "factor", "contrast": "factor", "saturation": "factor"}
+
+
+def test_every_operation_has_a_default_instance_or_names_what_it_needs() -> None:
     for name, model in OPERATION_MODELS.items():
-        assert model().name == name
+        if name in NEEDS_A_PARAMETER:
+            with pytest.raises(OperationsError, match=NEEDS_A_PARAMETER[name]):
+                parse(name)
+        else:
+            assert model().name == name and parse(name) == [model()]

@@ -60,7 +60,10 @@ def large_jpeg() -> bytes:
         ("JPEG", "RGB", "jpeg"),
         ("PNG", "RGB", "png"),
         ("WEBP", "RGB", "webp"),
-        ("GIF", "P", "jpeg"),
+        ("GIF", "P", "gif"),
+        ("AVIF", "RGB", "avif"),
+        ("HEIF", "RGB", "jpeg"),
+        ("HEIF", "RGBA", "png"),
         ("BMP", "RGB", "jpeg"),
         ("TIFF", "RGB", "jpeg"),
         ("TIFF", "RGBA", "png"),
@@ -77,7 +80,10 @@ def test_output_format_defaults_to_input_or_by_alpha(format_, mode, expected):
     assert (result.width, result.height) == (120, 90) == decode(result).size
 
 
-@pytest.mark.parametrize(("requested", "expected"), [("webp", "WEBP"), ("jpg", "JPEG"), ("PNG", "PNG")])
+@pytest.mark.parametrize(
+    ("requested", "expected"),
+    [("webp", "WEBP"), ("jpg", "JPEG"), ("PNG", "PNG"), ("avif", "AVIF"), ("gif", "GIF"), ("auto", "AVIF")],
+)
 def test_output_format_requested(requested, expected):
     result = run(encode(make_photo((120, 90)), "PNG"), output_format=requested)
     assert decode(result).format == expected
@@ -130,9 +136,10 @@ def test_exif_stripped_from_output():
 
 
 @pytest.mark.parametrize("format_", ["jpeg", "png", "webp"])
-def test_icc_profile_preserved(format_):
+def test_icc_profile_preserved_with_color_keep(format_):
     source = encode(make_photo((120, 90)), "JPEG", icc_profile=SRGB)
-    result = run(source, [Resize(width=60)], output_format=format_)
+    guard_decompression(50_000_000)
+    result = process_image(source, [Resize(width=60)], format_, 85, 50_000_000, color="keep")
     assert decode(result).info.get("icc_profile") == SRGB
 
 

@@ -26,8 +26,8 @@ def test_registry_covers_every_declared_operation():
 
 
 def test_registry_rejects_undeclared_operation():
-    with pytest.raises(ValueError, match="rotate"):
-        processor("rotate")
+    with pytest.raises(ValueError, match="shear"):
+        processor("shear")
 
 
 def test_registry_rejects_second_processor_for_a_name():

@@ -13,13 +13,13 @@ from common.clients import ANONYMOUS, Client
 from common.egress import EgressPolicy
 from common.jobs import JobStatus, JobStore, ResultInfo
 from common.settings import UploadLimits
-from tests.support.images import png_declaring, png_of
+from tests.support.images import camera_jpeg, png_declaring, png_of
 from tests.support.memory import MemoryObjectStore, MemoryPublisher
 
 ALICE, BOB, OPS = Client("alice"), Client("bob"), Client("ops", admin=True)
 LIMITS = UploadLimits(
     max_upload_bytes=1_000_000, max_image_pixels=1_000_000, max_output_pixels=4_000_000, max_operations=5,
-    max_queued_jobs=10, default_operations="resize", default_quality=85,
+    max_queued_jobs=10, default_operations="resize", default_quality=85, logos=frozenset({"acme", "imgpipe"}),
 )
 
 
@@ -52,7 +52,10 @@ def test_submit_stores_the_original_and_record_then_queues_the_job(ports) -> Non
     (message,) = ports.publisher.published
     assert (message.exchange, message.routing_key, message.message_id) == ("images.jobs", "job", record.job_id)
     assert json.loads(message.body)["operations"] == [
-        {"name": "resize", "width": 20, "height": None, "fit": "contain", "upscale": False}
+        {
+            "name": "resize", "width": 20, "height": None, "fit": "contain", "upscale": False, "gravity": "center",
+            "background": "white",
+        }
     ]
 
 
@@ -61,9 +64,15 @@ def test_submit_stores_the_original_and_record_then_queues_the_job(ports) -> Non
     [
         ({"operations": "explode"}, "operations", "unknown operation 'explode'"),
         ({"operations": "resize(width=3000,height=3000,fit=fill,upscale=true)"}, "operations", "limited to 4000000"),
-        ({"output_format": "gif"}, "output_format", "allowed: jpeg, png, webp"),
+        ({"output_format": "bmp"}, "output_format", "allowed: jpeg, png, webp, avif, gif, auto"),
         ({"callback_url": "http://inside.example/"}, "callback_url", "private address (10.0.0.5)"),
         ({"callback_url": "http://u:p@hooks.example/"}, "callback_url", "credentials"),
+        ({"color": "cmyk"}, "color", "allowed: srgb, keep"),
+        ({"operations": "watermark(image=globex)"}, "operations", "no logo preset 'globex'; available: acme, imgpipe"),
+        ({"operations": "watermark(image=../../etc/passwd)"}, "operations", "image: String should match pattern"),
+        ({"operations": "watermark(image=https://evil.example/x.png)"}, "operations", "should match pattern"),
+        ({"metadata": "gps-only"}, "metadata", "allowed: strip, keep, copyright"),
+        ({"metadata": "x" * 10_000}, "metadata", "allowed: strip, keep, copyright"),
     ],
 )
 def test_submit_refuses_bad_fields_naming_them_and_keeps_nothing(ports, fields, field, fragment) -> None:
@@ -87,6 +96,28 @@ def test_submit_refuses_files_it_cannot_take(ports, data, error, fragment) -> No
         submit_job(upload(data), ports)
     assert fragment in caught.value.detail and caught.value.field == "file"
     assert nothing_left(ports)
+
+
+@pytest.mark.parametrize("crop", ["crop(x=80,y=0,width=5,height=5)", "crop(x=0.5,width=0.6)", "crop(y=90)"])
+def test_a_first_crop_outside_the_original_is_refused_naming_it(ports, crop) -> None:
+    with pytest.raises(errors.InvalidInput) as caught:
+        submit_job(upload(operations=f"{crop},resize(width=20)"), ports)
+    assert caught.value.field == "operations" and "outside the" in caught.value.detail
+    assert nothing_left(ports)
+
+
+def test_a_crop_that_fits_either_way_round_is_left_to_the_worker(ports) -> None:
+    # 80×60 as stored; an orientation tag (not read at the door for PNG) could make it 60×80.
+    assert submit_job(upload(operations="crop(x=0,y=0,width=60,height=80)"), ports).status is JobStatus.QUEUED
+    assert submit_job(upload(operations="resize(width=400,upscale=true),crop(x=300,width=50)"), ports)
+
+
+def test_a_first_crop_is_judged_on_the_upright_jpeg(ports) -> None:
+    turned = camera_jpeg(orientation=6, size=(80, 60))  # stored 80×60, shown 60×80
+
+    assert submit_job(upload(turned, operations="crop(x=0,y=0,width=60,height=80)"), ports)
+    with pytest.raises(errors.InvalidInput, match=r"outside the 60×80 image"):
+        submit_job(upload(turned, operations="crop(x=0,y=0,width=80,height=60)"), ports)
 
 
 def test_submit_with_storage_down_is_unavailable_and_queues_nothing(ports) -> None:

@@ -6,7 +6,7 @@ input unmodified.
 """
 
 # Imported for their @processor registrations.
-from worker.processors import filter, resize, watermark  # noqa: F401
-from worker.processors.registry import PROCESSORS, apply
+from worker.processors import adjust, filter, geometry, resize, watermark  # noqa: F401
+from worker.processors.registry import PROCESSORS, NotApplicable, apply, apply_to_frames, output_size
 
-__all__ = ["PROCESSORS", "apply"]
+__all__ = ["PROCESSORS", "NotApplicable", "apply", "apply_to_frames", "output_size"]

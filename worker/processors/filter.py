@@ -35,17 +35,17 @@ def apply_filter(image: Image.Image, operation: Filter) -> Image.Image:
             return image.convert(_PREMULTIPLIED[image.mode]).filter(blur).convert(image.mode)
         return image.filter(blur)
     if name == "sepia":
-        return _colour_only(image, lambda colour: colour.convert("RGB").convert("RGB", SEPIA_MATRIX))
+        return colour_only(image, lambda colour: colour.convert("RGB").convert("RGB", SEPIA_MATRIX))
     if name == "invert":
-        return _colour_only(image, ImageOps.invert)
-    return _colour_only(image, lambda colour: colour.filter(KERNELS[name]))
+        return colour_only(image, ImageOps.invert)
+    return colour_only(image, lambda colour: colour.filter(KERNELS[name]))
 
 
 def _has_alpha(image: Image.Image) -> bool:
     return image.mode in _PREMULTIPLIED
 
 
-def _colour_only(
+def colour_only(
     image: Image.Image, function: Callable[[Image.Image], Image.Image]
 ) -> Image.Image:
     if not _has_alpha(image):

@@ -1,10 +1,12 @@
-"""resize: fit the image to a box (contain, cover or fill), never enlarging it unless asked to."""
+"""resize: fit the image to a box (contain, cover, fill or pad), never enlarging it unless asked to."""
 
 from dataclasses import dataclass
 
 from PIL import Image
 
 from common.operations import Resize
+from worker.processors.geometry import fill_colour
+from worker.processors.gravity import place
 from worker.processors.registry import processor
 
 RESAMPLE = Image.Resampling.LANCZOS
@@ -30,13 +32,17 @@ class ResizePlan:
         return min((right - left) / self.size[0], (bottom - top) / self.size[1])
 
 
-def plan_resize(source: tuple[int, int], operation: Resize) -> ResizePlan | None:
+def plan_resize(
+    source: tuple[int, int], operation: Resize, image: Image.Image | None = None
+) -> ResizePlan | None:
     """The geometry of `operation` on an image of size `source`; None if it leaves it as is.
 
     contain: fit inside the box, keeping the aspect ratio (width or height alone is a box too).
-    cover: fill the box, keeping the aspect ratio, and crop the overflow around the centre; without
-    upscale, an image smaller than the box on one side keeps its size there (it is cropped only).
+    cover: fill the box, keeping the aspect ratio, and crop the overflow where `gravity` says
+    (`smart` needs the image; without it, the centre); without upscale, an image smaller than the
+    box on one side keeps its size there (it is cropped only).
     fill: stretch to the box; without upscale, each side is clamped to the source's.
+    pad: as contain; the processor then pads to the box.
     """
     width, height = source
     full: Box = (0, 0, width, height)
@@ -52,7 +58,7 @@ def plan_resize(source: tuple[int, int], operation: Resize) -> ResizePlan | None
             for box, side in ((operation.width, width), (operation.height, height))
             if box is not None
         ]
-        scale = min(ratios) if operation.fit == "contain" else max(ratios)
+        scale = max(ratios) if operation.fit == "cover" else min(ratios)
         if not operation.upscale:
             scale = min(scale, 1.0)
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -60,19 +66,10 @@ def plan_resize(source: tuple[int, int], operation: Resize) -> ResizePlan | None
         if operation.fit == "cover":
             assert operation.width is not None and operation.height is not None
             size = (min(operation.width, size[0]), min(operation.height, size[1]))
-            region = _centred(source, (size[0] / scale, size[1] / scale))
+            region = place(source, (size[0] / scale, size[1] / scale), operation.gravity, image)
     if size == source and region == full:
         return None
     return ResizePlan(size, region)
-
-
-def _centred(source: tuple[int, int], crop: tuple[float, float]) -> Box:
-    # Whole-pixel offsets when not scaling, so a plain crop stays sharp.
-    (width, height), (crop_width, crop_height) = source, crop
-    left, top = max(0.0, (width - crop_width) / 2), max(0.0, (height - crop_height) / 2)
-    if crop_width.is_integer() and crop_height.is_integer():
-        left, top = float(int(left)), float(int(top))
-    return (left, top, min(width, left + crop_width), min(height, top + crop_height))
 
 
 def resample(image: Image.Image, plan: ResizePlan, scale: float = 1.0) -> Image.Image:
@@ -88,7 +85,48 @@ def resample(image: Image.Image, plan: ResizePlan, scale: float = 1.0) -> Image.
     )
 
 
-@processor("resize")
+def _resized_size(source: tuple[int, int], operation: Resize) -> tuple[int, int]:
+    if operation.fit == "pad":
+        assert operation.width is not None and operation.height is not None
+        return operation.width, operation.height
+    plan = plan_resize(source, operation)
+    return source if plan is None else plan.size
+
+
+def _fix_resize(first_frame: Image.Image, operation: Resize) -> Resize:
+    """Smart gravity's choice on the first frame, as the nearest fixed gravity, for every frame."""
+    if operation.gravity != "smart" or operation.fit != "cover":
+        return operation
+    plan = plan_resize(first_frame.size, operation, first_frame)
+    if plan is None:
+        return operation.model_copy(update={"gravity": "center"})
+    left, top, right, bottom = plan.region
+    free_x, free_y = first_frame.width - (right - left), first_frame.height - (bottom - top)
+    horizontal = "" if free_x < 1 else ["west", "", "east"][min(2, int(3 * left / free_x))]
+    vertical = "" if free_y < 1 else ["north", "", "south"][min(2, int(3 * top / free_y))]
+    gravity = "-".join(part for part in (vertical, horizontal) if part) or "center"
+    return operation.model_copy(update={"gravity": gravity})
+
+
+@processor("resize", size=_resized_size, fix=_fix_resize)
 def resize(image: Image.Image, operation: Resize) -> Image.Image:
-    plan = plan_resize(image.size, operation)
-    return image if plan is None else resample(image, plan)
+    plan = plan_resize(image.size, operation, image)
+    resized = image if plan is None else resample(image, plan)
+    return _pad(resized, operation) if operation.fit == "pad" else resized
+
+
+def _pad(image: Image.Image, operation: Resize) -> Image.Image:
+    """The image on a canvas of the box's size, filled with `background`, placed by `gravity`."""
+    assert operation.width is not None and operation.height is not None
+    box = (operation.width, operation.height)
+    if image.size == box:
+        return image
+    mode = image.mode
+    if operation.background == "transparent" and mode in ("L", "RGB"):
+        mode += "A"
+        image = image.convert(mode)
+    canvas = Image.new(mode, box, fill_colour(operation.background, mode))
+    gravity = "center" if operation.gravity == "smart" else operation.gravity
+    left, top, _, _ = place(box, (float(image.width), float(image.height)), gravity)
+    canvas.paste(image, (int(left), int(top)))
+    return canvas

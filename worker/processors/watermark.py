@@ -1,4 +1,5 @@
-"""watermark: text over the image, white with a black outline so it reads on light and dark.
+"""watermark: text over the image, white with a black outline so it reads on light and dark, or a
+logo preset (common/logos.py) at its own colours.
 
 The text is drawn once on a transparent canvas just big enough for it and composited where it
 goes, so the cost follows the text's size, not the image's. The image keeps its mode: an L image
@@ -7,13 +8,15 @@ gets a grey-level watermark, LA and RGBA images are alpha-composited and keep th
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from common.logos import MAX_LOGO_BYTES, MAX_LOGO_PIXELS, SHIPPED_DIR, logo_path
 from common.operations import Watermark
-from worker.processors.registry import processor
+from worker.processors.registry import NotApplicable, processor
 
 FONT_PATH = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 MIN_TEXT_HEIGHT = 8
@@ -21,6 +24,13 @@ MARGIN = 0.02  # of the shorter side
 TILE_ANGLE = 30
 
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+# The folder of logo presets; the image process sets it from the worker's settings.
+_logo_dir: Path = SHIPPED_DIR
+
+
+def use_logo_dir(directory: Path) -> None:
+    global _logo_dir
+    _logo_dir = directory
 
 
 @processor("watermark")
@@ -28,9 +38,11 @@ def watermark(image: Image.Image, operation: Watermark) -> Image.Image:
     shorter = min(image.size)
     margin = round(shorter * MARGIN)
     height = max(MIN_TEXT_HEIGHT, round(shorter * operation.size))
-    stamp = _stamp(
-        operation.text, height, max(1, image.width - 2 * margin), max(1, image.height - 2 * margin), operation.opacity
-    )
+    max_width, max_height = max(1, image.width - 2 * margin), max(1, image.height - 2 * margin)
+    if operation.image is not None:
+        stamp = _logo_stamp(operation.image, height, max_width, max_height, operation.opacity)
+    else:
+        stamp = _stamp(operation.text, height, max_width, max_height, operation.opacity)
     if image.mode in ("L", "LA"):
         stamp = stamp.convert("LA")
     image = image.copy()
@@ -58,19 +70,54 @@ def _font(size: int) -> Font:
 # STAMP_CACHE_SIZE × 1 MB); callers never modify a stamp.
 STAMP_CACHE_SIZE = 32
 STAMP_CACHE_MAX_PIXELS = 256 * 1024
-_stamps: OrderedDict[tuple[Path | None, str, int, int, int, float], Image.Image] = OrderedDict()
+_stamps: OrderedDict[tuple[object, ...], Image.Image] = OrderedDict()
 _stamps_lock = threading.Lock()
 
 
 def _stamp(text: str, height: int, max_width: int, max_height: int, opacity: float) -> Image.Image:
     # The font is part of what a stamp looks like: a stamp drawn with another font is another stamp.
     key = (_font_path(), text, height, max_width, max_height, opacity)
+    return _cached(key, lambda: _render_stamp(text, height, max_width, max_height, opacity))
+
+
+def _logo_stamp(name: str, height: int, max_width: int, max_height: int, opacity: float) -> Image.Image:
+    path = logo_path(_logo_dir, name)
+    if path is None:
+        raise NotApplicable("unknown_logo", f"there is no logo preset {name!r}")
+    # The file's time is part of the key: a logo replaced in the folder is drawn anew.
+    key = (path, path.stat().st_mtime_ns, height, max_width, max_height, opacity)
+    return _cached(key, lambda: _render_logo(path, height, max_width, max_height, opacity))
+
+
+def _render_logo(path: Path, height: int, max_width: int, max_height: int, opacity: float) -> Image.Image:
+    """The logo scaled to `height` (less if it would not fit), on RGBA, faded by `opacity`."""
+    if path.stat().st_size > MAX_LOGO_BYTES:
+        raise NotApplicable("unknown_logo", f"the logo {path.stem!r} is larger than {MAX_LOGO_BYTES} bytes")
+    try:
+        with Image.open(path, formats=["PNG"]) as source:
+            if source.width * source.height > MAX_LOGO_PIXELS:
+                raise NotApplicable("unknown_logo", f"the logo {path.stem!r} is over {MAX_LOGO_PIXELS} pixels")
+            logo = source.convert("RGBA")
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise NotApplicable("unknown_logo", f"the logo {path.stem!r} cannot be read: {exc}") from None
+    scale = min(height / logo.height, max_width / logo.width, max_height / logo.height)
+    size = (max(1, round(logo.width * scale)), max(1, round(logo.height * scale)))
+    return _faded(logo.resize(size, Image.Resampling.LANCZOS), opacity)
+
+
+def _faded(stamp: Image.Image, opacity: float) -> Image.Image:
+    if opacity < 1:
+        stamp.putalpha(stamp.getchannel("A").point(lambda alpha: round(alpha * opacity)))
+    return stamp
+
+
+def _cached(key: tuple[object, ...], render: Callable[[], Image.Image]) -> Image.Image:
     with _stamps_lock:
         stamp = _stamps.get(key)
         if stamp is not None:
             _stamps.move_to_end(key)
             return stamp
-    stamp = _render_stamp(text, height, max_width, max_height, opacity)
+    stamp = render()
     if stamp.width * stamp.height <= STAMP_CACHE_MAX_PIXELS:
         with _stamps_lock:
             _stamps[key] = stamp
@@ -95,9 +142,7 @@ def _render_stamp(text: str, height: int, max_width: int, max_height: int, opaci
     ImageDraw.Draw(stamp).text(
         (-left, -top), text, font=font, fill="white", stroke_width=stroke, stroke_fill="black"
     )
-    if opacity < 1:
-        stamp.putalpha(stamp.getchannel("A").point(lambda alpha: round(alpha * opacity)))
-    return stamp
+    return _faded(stamp, opacity)
 
 
 def _measure(text: str, height: int) -> tuple[Font, int, tuple[int, int, int, int]]:
