@@ -44,3 +44,4 @@ class JobStatusResponse(BaseModel):
     error_reason: str | None
     webhook: WebhookDelivery | None
     timings: Timings
+    revision: int
