@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from api import problems
 from api.auth import Authenticator, UploadGate, UploadRateLimit
@@ -14,7 +15,7 @@ from api.limits import UploadSizeLimit
 from api.metrics import UploadMetrics
 from api.monitoring import Monitoring, upload_counters
 from api.retention import RetentionSweeper
-from api.routes import dlq, events, health, jobs, metrics
+from api.routes import console, dlq, events, health, jobs, metrics
 from common.clients import KeyRing
 from common.imaging import guard_decompression
 from common.logs import configure_logging
@@ -56,3 +57,5 @@ app.include_router(events.router)
 app.include_router(health.router)
 app.include_router(dlq.router)
 app.include_router(metrics.router)
+app.include_router(console.router)
+app.mount("/static", StaticFiles(directory=console.STATIC_DIR), name="static")
