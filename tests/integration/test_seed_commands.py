@@ -26,7 +26,7 @@ def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bin_dir = tmp_path_factory.mktemp("bare-bin")
     interpreter = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
     (bin_dir / "python").symlink_to(interpreter)
-    probe = subprocess.run([bin_dir / "python", "-c", "import rich"], capture_output=True, text=True)
+    probe = subprocess.run([bin_dir / "python", "-c", "import rich"], check=False, capture_output=True, text=True)
     assert probe.returncode != 0, f"{interpreter} has the project's packages; the test needs one without"
     return bin_dir
 
@@ -40,7 +40,7 @@ def seed_env(bare_python: Path, system: System | None = None) -> dict[str, str]:
 
 def run_verbatim(command: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["bash", "-c", command], cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=timeout
+        ["bash", "-c", command], check=False, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -102,7 +102,7 @@ def test_without_a_virtualenv_a_script_says_in_one_line_what_to_run(bare_python:
         (checkout / part).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(PROJECT_DIR / part, checkout / part)
     result = subprocess.run(
-        ["python", "monitoring/queue_monitor.py"], cwd=checkout, env=seed_env(bare_python),
+        ["python", "monitoring/queue_monitor.py"], check=False, cwd=checkout, env=seed_env(bare_python),
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2
