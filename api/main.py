@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from fastapi.staticfiles import StaticFiles
 
 from api import problems
@@ -41,7 +42,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.services.close()
 
 
-app = FastAPI(
+# /docs and /redoc with their scripts and styles served from the fastapi-offline package, not a CDN:
+# they work on a machine without internet access.
+app = FastAPIOffline(
     title="imgpipe",
     summary="Upload images with a list of operations; workers resize, watermark and filter them.",
     lifespan=lifespan,

@@ -125,3 +125,27 @@ def test_the_console_fits_a_phone_screen(system: System, browser) -> None:
             assert width[0] <= width[1], (hash_, width)
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("path, operation", [("/docs", "/upload"), ("/redoc", "/upload")])
+def test_api_docs_work_with_the_network_cut_off(system: System, browser, path: str, operation: str) -> None:
+    context = browser.new_context()
+    elsewhere: list[str] = []
+
+    def only_the_api(route) -> None:
+        if route.request.url.startswith(system.api_url):
+            route.continue_()
+        else:
+            elsewhere.append((route.request.resource_type, route.request.url))
+            route.abort("internetdisconnected")
+
+    context.route("**/*", only_the_api)
+    try:
+        page = context.new_page()
+        page.goto(system.api_url + path)
+        expect(page.get_by_text(operation, exact=True).first).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("/jobs/{job_id}/events", exact=True).first).to_be_visible()
+        # Nothing the page needs comes from elsewhere (ReDoc's footer asks for its maker's logo).
+        assert [(kind, url) for kind, url in elsewhere if kind != "image"] == []
+    finally:
+        context.close()
