@@ -12,7 +12,7 @@ import logging
 import threading
 from collections import Counter, deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -82,10 +82,8 @@ class EventHub:
         self._from_thread(state)
 
     def _from_thread(self, signal: Signal) -> None:
-        try:
+        with suppress(RuntimeError):  # the loop is closed: the API is stopping
             self._loop.call_soon_threadsafe(self._dispatch, signal)
-        except RuntimeError:
-            pass  # the loop is closed: the API is stopping
 
     @contextmanager
     def subscribe(self, job_id: str | None) -> Iterator[Subscription]:
@@ -185,7 +183,9 @@ class EventFeed:
         finally:
             close_quietly(connection)
 
-    def _on_message(self, _channel: BlockingChannel, _method: Basic.Deliver, _properties: BasicProperties, body: bytes) -> None:
+    def _on_message(
+        self, _channel: BlockingChannel, _method: Basic.Deliver, _properties: BasicProperties, body: bytes
+    ) -> None:
         try:
             event = JobEvent.model_validate_json(body)
         except ValidationError as exc:

@@ -115,7 +115,8 @@ def upload(api: Api, args: argparse.Namespace, say: Printer) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
 
     def one(path: Path) -> int:
-        form = {k: v for k, v in (("operations", args.ops), ("output_format", args.format), ("quality", args.quality)) if v}
+        fields = (("operations", args.ops), ("output_format", args.format), ("quality", args.quality))
+        form = {name: value for name, value in fields if value}
         try:
             with open(path, "rb") as handle:
                 accepted = api.request("POST", "/upload", files={"file": (path.name, handle)}, data=form).json()
@@ -126,7 +127,11 @@ def upload(api: Api, args: argparse.Namespace, say: Printer) -> int:
         say(f"{path.name}: {job_id} queued")
         if not args.wait:
             return OK
-        final = api.follow(job_id, lambda event, data: say(f"{path.name}: {_describe(data)}") if event in FINAL or event in ("processing", "retrying") else None)
+        def show(event: str, data: dict[str, Any]) -> None:
+            if event in (*FINAL, "processing", "retrying"):
+                say(f"{path.name}: {_describe(data)}")
+
+        final = api.follow(job_id, show)
         if final.get("status") != "completed":
             return FAILED
         if args.out:
@@ -179,7 +184,9 @@ def dlq(api: Api, args: argparse.Namespace, say: Printer) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="imgpipe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    root = argparse.ArgumentParser(
+        prog="imgpipe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     root.add_argument("--url", default=os.environ.get("IMGPIPE_URL", DEFAULT_URL), help="the API (IMGPIPE_URL)")
     root.add_argument("--key", default=os.environ.get("IMGPIPE_API_KEY"), help="an API key (IMGPIPE_API_KEY)")
     commands = root.add_subparsers(dest="command", required=True)

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field, computed_field
 
 from common.formats import OutputFormat
-from common.messages import JobEvent, JobMessage, ResultInfo, utcnow
+from common.messages import JobEvent, JobEventName, JobMessage, ResultInfo, utcnow
 from common.operations import Operation
 from common.ports import MessagePublisher
 from common.storage import ObjectMissing, ObjectStore
@@ -25,6 +25,15 @@ class JobStatus(StrEnum):
     RETRYING = "retrying"
     COMPLETED = "completed"
     FAILED = "failed"
+
+
+_EVENT_NAMES: dict[JobStatus, JobEventName] = {
+    JobStatus.QUEUED: "job.queued",
+    JobStatus.PROCESSING: "job.processing",
+    JobStatus.RETRYING: "job.retrying",
+    JobStatus.COMPLETED: "job.completed",
+    JobStatus.FAILED: "job.failed",
+}
 
 
 class IllegalTransition(ValueError):
@@ -165,7 +174,7 @@ class JobRecord(BaseModel):
         """The change that brought the job to its present state, as the events exchange carries it."""
         occurred_at = self.finished_at or (self.started_at if self.status is JobStatus.PROCESSING else None)
         return JobEvent(
-            event=f"job.{self.status.value}",
+            event=_EVENT_NAMES[self.status],
             job_id=self.job_id,
             status=self.status.value,
             revision=self.revision,

@@ -76,6 +76,7 @@ class ResultInfo(BaseModel):
 
 JobStatusName = Literal["queued", "processing", "retrying", "completed", "failed"]
 FINAL_STATUSES: tuple[JobStatusName, ...] = ("completed", "failed")
+JobEventName = Literal["job.queued", "job.processing", "job.retrying", "job.completed", "job.failed"]
 
 
 class JobEvent(BaseModel):
@@ -84,7 +85,7 @@ class JobEvent(BaseModel):
     `progress.<status>` for the others (the API's live streams only). `revision` orders one job's
     events: a later change has a larger one."""
 
-    event: Literal["job.queued", "job.processing", "job.retrying", "job.completed", "job.failed"]
+    event: JobEventName
     job_id: str = Field(pattern=JOB_ID_PATTERN.pattern)
     status: JobStatusName
     revision: int = Field(0, ge=0)

@@ -218,7 +218,7 @@ def declare_event_feed(channel: BlockingChannel) -> str:
         "", exclusive=True, auto_delete=True,
         arguments={"x-max-length": EVENT_FEED_MAX_LENGTH, "x-overflow": "drop-head"},
     )
-    queue = declared.method.queue
+    queue: str = declared.method.queue
     for pattern in ("job.*", f"{PROGRESS_ROUTING_PREFIX}.*"):
         channel.queue_bind(queue, EVENTS_EXCHANGE, routing_key=pattern)
     return queue

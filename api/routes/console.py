@@ -38,7 +38,9 @@ class OperationsCatalogue(BaseModel):
 def console() -> FileResponse:
     return FileResponse(
         STATIC_DIR / "index.html",
-        headers={"Cache-Control": "no-cache", "Content-Security-Policy": CONSOLE_POLICY, "X-Content-Type-Options": "nosniff"},
+        headers={
+            "Cache-Control": "no-cache", "Content-Security-Policy": CONSOLE_POLICY, "X-Content-Type-Options": "nosniff"
+        },
     )
 
 

@@ -52,7 +52,9 @@ _EVENT: dict[str, Any] = {
         "retry": {"type": "integer", "description": "milliseconds before reconnecting"},
     },
 }
-_STREAM: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {"schema": _EVENT}}, "description": "Server-Sent Events"}}
+_STREAM: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {"schema": _EVENT}}, "description": "Server-Sent Events"}
+}
 
 
 JOB_EVENT_ID = r"^([0-9]{1,9})?$"
@@ -62,7 +64,8 @@ ANY_EVENT_ID = r"^([0-9a-f]{32}:[0-9]{1,9})?$"
 def _last_event_id(pattern: str, example: str) -> Any:
     return Header(
         alias="Last-Event-ID", pattern=pattern,
-        description=f"resume after this event, an id the stream sent (e.g. `{example}`); EventSource sends it when it reconnects",
+        description=f"resume after this event, an id the stream sent (e.g. `{example}`); "
+        "EventSource sends it when it reconnects",
     )
 
 

@@ -99,7 +99,9 @@ def test_dead_letters_page_lists_and_replays(make_system, page: Page) -> None:
     page.get_by_role("button", name=f"Replay job {job_id}").click()
     expect(page.get_by_role("status").first).to_contain_text("Replayed 1")
     # It runs again (and, still corrupted, fails again): the replay reached the worker.
-    wait_for(lambda: system.status(job_id)["revision"] > 3 and system.status(job_id)["status"] == "failed", 60, "the rerun")
+    wait_for(
+        lambda: (s := system.status(job_id))["revision"] > 3 and s["status"] == "failed", 60, "the rerun"
+    )
 
 
 def test_keyboard_alone_reaches_every_page(system: System, page: Page) -> None:

@@ -19,7 +19,8 @@ def imgpipe(system: System | None, *args: str, url: str | None = None) -> subpro
     """`python -m client ...` as a user runs it, pointed at the system by the environment."""
     env = {"PATH": "/usr/bin:/bin", "IMGPIPE_URL": url or (system.api_url if system else "")}
     return subprocess.run(
-        [sys.executable, "-m", "client", *args], check=False, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=180
+        [sys.executable, "-m", "client", *args],
+        check=False, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=180,
     )
 
 

@@ -77,9 +77,11 @@ def test_job_stream_follows_the_job_to_completed_and_ends(system: System, sample
 def test_twenty_concurrent_jobs_followed_by_their_streams_reach_their_final_state(
     system: System, sample_jpg, corrupted_jpg
 ) -> None:
-    jobs = {upload(system, corrupted_jpg if n % 5 == 0 else sample_jpg, operations="resize(width=64)"): n for n in range(20)}
+    jobs = {
+        upload(system, corrupted_jpg if n % 5 == 0 else sample_jpg, operations="resize(width=64)"): n for n in range(20)
+    }
     with ThreadPoolExecutor(20) as pool:
-        streams = dict(zip(jobs, pool.map(lambda job_id: follow(system, f"/jobs/{job_id}/events"), jobs)))
+        streams = dict(zip(jobs, pool.map(lambda job_id: follow(system, f"/jobs/{job_id}/events"), jobs), strict=True))
     finals = {job_id: events[-1].event for job_id, events in streams.items()}
     expected = {job_id: "failed" if n % 5 == 0 else "completed" for job_id, n in jobs.items()}
     assert finals == expected
@@ -153,7 +155,8 @@ def test_all_events_stream_carries_every_job_and_resumes(system: System, sample_
 
 @contextmanager
 def stream_after(system: System, last_event_id: str) -> Iterator[Iterator[Received]]:
-    with client(system) as http, connect_sse(http, "GET", "/events", headers={"Last-Event-ID": last_event_id}) as source:
+    headers = {"Last-Event-ID": last_event_id}
+    with client(system) as http, connect_sse(http, "GET", "/events", headers=headers) as source:
         assert source.response.status_code == 200
         yield (Received(e.id, e.event, json.loads(e.data)) for e in source.iter_sse())
 

@@ -98,7 +98,8 @@ def test_analyze_results_as_written_names_what_it_analyses(bare_python: Path) ->
 def test_without_a_virtualenv_a_script_says_in_one_line_what_to_run(bare_python: Path, tmp_path: Path) -> None:
     """A checkout without .venv: the script's own copy of the project, but no virtualenv beside it."""
     checkout = tmp_path / "checkout"
-    for part in ("tools/__init__.py", "tools/project_python.py", "monitoring/__init__.py", "monitoring/queue_monitor.py"):
+    parts = ("tools/__init__.py", "tools/project_python.py", "monitoring/__init__.py", "monitoring/queue_monitor.py")
+    for part in parts:
         (checkout / part).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(PROJECT_DIR / part, checkout / part)
     result = subprocess.run(

@@ -76,7 +76,7 @@ def test_every_change_raises_the_revision_and_its_event_says_what_the_record_doe
     revisions = [record.revision]
     record.start("w1", 1)
     revisions.append(record.revision)
-    record.schedule_retry(datetime.now(timezone.utc), "storage down")
+    record.schedule_retry(datetime.now(UTC), "storage down")
     revisions.append(record.revision)
     record.start("w1", 2)
     revisions.append(record.revision)
