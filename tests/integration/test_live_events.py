@@ -217,6 +217,7 @@ def test_streams_answer_only_the_jobs_owner_and_everything_only_operators(make_s
         assert any(e.data.get("job_id") == other and e.event == "completed" for e in events)
 
 
+@pytest.mark.every_broker
 def test_stream_survives_a_broker_restart(make_system, private_broker, sample_jpg) -> None:
     vhost = BrokerVhost(endpoint=private_broker.endpoint).create()
     system = make_system(vhost=vhost, workers=(), notifier=False)
