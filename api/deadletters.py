@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from api import errors
+from api.service import announce
 from common.amqp import BrokerUnavailable, QueuedMessage, QueueInspector, inspect_queue
 from common.jobs import IllegalTransition, JobStatus, JobStore
 from common.messages import Header
@@ -133,6 +134,7 @@ class DeadLetterQueue:
         except IllegalTransition:
             return
         self._jobs.save(record)
+        announce(record, self._publisher)
 
     @contextmanager
     def _inspect(self) -> Iterator[QueueInspector]:

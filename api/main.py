@@ -1,18 +1,22 @@
 """The upload API: `uvicorn api.main:app`."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from api import problems
 from api.auth import Authenticator, UploadGate, UploadRateLimit
 from api.dependencies import Services
+from api.events import LiveEvents
 from api.limits import UploadSizeLimit
 from api.metrics import UploadMetrics
 from api.monitoring import Monitoring, upload_counters
 from api.retention import RetentionSweeper
-from api.routes import dlq, health, jobs, metrics
+from api.routes import console, dlq, events, health, jobs, metrics
 from common.clients import KeyRing
 from common.imaging import guard_decompression
 from common.logs import configure_logging
@@ -30,13 +34,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.monitoring = Monitoring(settings.broker, settings.instance_name, app.state.services.store)
     sweeper = RetentionSweeper(app.state.services.store, settings.retention)
     sweeper.start()
+    app.state.events = LiveEvents.start(settings.broker, settings.instance_name, asyncio.get_running_loop())
     yield
+    app.state.events.close()
     sweeper.close()
     app.state.monitoring.close()
     app.state.services.close()
 
 
-app = FastAPI(
+# /docs and /redoc with their scripts and styles served from the fastapi-offline package, not a CDN:
+# they work on a machine without internet access.
+app = FastAPIOffline(
     title="imgpipe",
     summary="Upload images with a list of operations; workers resize, watermark and filter them.",
     lifespan=lifespan,
@@ -48,6 +56,9 @@ app.add_middleware(UploadGate, authenticator=authenticator, limit=UploadRateLimi
 # Outermost, so it also counts the gate's and the size limit's refusals.
 app.add_middleware(UploadMetrics, counters=upload_counters)
 app.include_router(jobs.router)
+app.include_router(events.router)
 app.include_router(health.router)
 app.include_router(dlq.router)
 app.include_router(metrics.router)
+app.include_router(console.router)
+app.mount("/static", StaticFiles(directory=console.STATIC_DIR), name="static")

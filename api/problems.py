@@ -97,6 +97,10 @@ async def refuse(send: Send, error: errors.ApiError, instance: str) -> None:
     await send({"type": "http.response.body", "body": content})
 
 
+# Where a request's value came from, left out of the field's name.
+_LOCATIONS = ("body", "query", "path", "form", "header")
+
+
 def install(app: FastAPI) -> None:
     """Answer every error of the app as a problem."""
 
@@ -107,10 +111,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
         first = error.errors()[0] if error.errors() else {}
-        location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "form")]
+        location = [str(part) for part in first.get("loc", ()) if part not in _LOCATIONS]
         field = location[0] if location else None
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()) if p not in ('body', 'query', 'path'))}: {e.get('msg')}"
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p not in _LOCATIONS)}: {e.get('msg')}"
             for e in error.errors()[:5]
         )
         return JSONResponse(

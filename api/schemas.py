@@ -50,3 +50,4 @@ class JobStatusResponse(BaseModel):
     error_reason: str | None
     webhook: WebhookDelivery | None
     timings: Timings
+    revision: int

@@ -16,7 +16,7 @@ from common import amqp
 from common.clients import Client
 from common.egress import EgressPolicy, UnsafeTarget
 from common.formats import COLOR_POLICIES, METADATA_POLICIES
-from common.jobs import JobRecord, JobStatus, JobStore, OriginalInfo, original_key
+from common.jobs import JobRecord, JobStatus, JobStore, OriginalInfo, original_key, publish_event
 from common.messages import is_job_id
 from common.operations import Crop, Operation, OperationsError, Resize, Watermark, parse_operations
 from common.ports import MessagePublisher, ObjectStorage
@@ -124,6 +124,15 @@ def submit_job(upload: Upload, ports: JobsPorts) -> JobRecord:
         ",".join(op.name for op in operations), extra={"job_id": job_id},
     )
     return record
+
+
+def announce(record: JobRecord, publisher: MessagePublisher) -> None:
+    """Tells the live streams the job's state (queued after an upload or a replay); best effort:
+    a stream that misses it reads the record when it opens."""
+    try:
+        publish_event(publisher, record)
+    except amqp.PublishFailed as exc:
+        logger.warning("status %s not announced: %s", record.status.value, exc, extra={"job_id": record.job_id})
 
 
 def find_job(job_id: str, client: Client, jobs: JobStore) -> JobRecord:

@@ -81,6 +81,13 @@ def connect(broker: BrokerSettings, name: str) -> pika.BlockingConnection:
     return connection
 
 
+def close_quietly(connection: pika.BlockingConnection) -> None:
+    """Closes a connection that may already be gone."""
+    if connection.is_open:
+        with suppress(AMQPError, OSError):
+            connection.close()
+
+
 class PublishFailed(Exception):
     """The broker did not confirm a message after every attempt."""
 
@@ -246,9 +253,7 @@ def inspect_queue(broker: BrokerSettings, queue: str, name: str) -> Iterator[Que
     except (AMQPError, OSError) as exc:
         raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
     finally:
-        if connection.is_open:
-            with suppress(AMQPError, OSError):
-                connection.close()
+        close_quietly(connection)
 
 
 class Outcome(enum.Enum):

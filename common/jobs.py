@@ -4,6 +4,7 @@ The API writes a record when it accepts an upload; workers update it as the job 
 replica reads the same record, and records survive restarts because they live in object storage.
 """
 
+import threading
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -11,9 +12,11 @@ from typing import Any
 from pydantic import BaseModel, Field, computed_field
 
 from common.formats import MAX_MAX_BYTES, MIN_MAX_BYTES, ColorPolicy, MetadataPolicy, RequestedFormat
-from common.messages import JobMessage, ResultInfo, utcnow
+from common.messages import JobEvent, JobEventName, JobMessage, ResultInfo, utcnow
 from common.operations import Operation
+from common.ports import MessagePublisher
 from common.storage import ObjectMissing, ObjectStore
+from common.topology import EVENTS_EXCHANGE, event_routing_key
 
 
 class JobStatus(StrEnum):
@@ -22,6 +25,15 @@ class JobStatus(StrEnum):
     RETRYING = "retrying"
     COMPLETED = "completed"
     FAILED = "failed"
+
+
+_EVENT_NAMES: dict[JobStatus, JobEventName] = {
+    JobStatus.QUEUED: "job.queued",
+    JobStatus.PROCESSING: "job.processing",
+    JobStatus.RETRYING: "job.retrying",
+    JobStatus.COMPLETED: "job.completed",
+    JobStatus.FAILED: "job.failed",
+}
 
 
 class IllegalTransition(ValueError):
@@ -86,6 +98,8 @@ class JobRecord(BaseModel):
     error: str | None = None
     error_reason: str | None = None
     webhook: WebhookDelivery | None = None
+    # One more on every change of state: orders a job's events (the id of its server-sent events).
+    revision: int = 0
 
     # --- what may happen to a job, each from the states that allow it ----------------------------
     #
@@ -99,10 +113,11 @@ class JobRecord(BaseModel):
 
     @classmethod
     def queued(cls, **fields: Any) -> "JobRecord":
-        return cls(status=JobStatus.QUEUED, **fields)
+        return cls(status=JobStatus.QUEUED, revision=1, **fields)
 
     def start(self, worker: str, attempt: int) -> None:
         self._require("start", JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.PROCESSING)
+        self.revision += 1
         self.status = JobStatus.PROCESSING
         self.started_at = utcnow()
         self.attempts = attempt
@@ -111,6 +126,7 @@ class JobRecord(BaseModel):
 
     def complete(self, result: ResultInfo) -> None:
         self._require("complete", JobStatus.PROCESSING)
+        self.revision += 1
         self.status = JobStatus.COMPLETED
         self.result = result
         self.finished_at = utcnow()
@@ -118,6 +134,7 @@ class JobRecord(BaseModel):
 
     def fail(self, reason: str, error: str, worker: str) -> None:
         self._require("fail", JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.RETRYING)
+        self.revision += 1
         self.status = JobStatus.FAILED
         self.finished_at = utcnow()
         self.worker = worker
@@ -127,6 +144,7 @@ class JobRecord(BaseModel):
 
     def schedule_retry(self, at: datetime, error: str) -> None:
         self._require("schedule_retry", JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.RETRYING)
+        self.revision += 1
         self.status = JobStatus.RETRYING
         self.error = error
         self.next_attempt_at = at
@@ -134,6 +152,7 @@ class JobRecord(BaseModel):
     def reset(self) -> None:
         """Back to queued with a clean slate, for another run (a replayed dead letter)."""
         self._require("reset", JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.RETRYING, JobStatus.FAILED)
+        self.revision += 1
         self.status = JobStatus.QUEUED
         self.attempts = 0
         self.error = self.error_reason = None
@@ -153,6 +172,23 @@ class JobRecord(BaseModel):
                 f"job {self.job_id} is {self.status.value}: it cannot {change.replace('_', ' ')} "
                 f"(only when {' or '.join(status.value for status in allowed)})"
             )
+
+    def to_event(self) -> JobEvent:
+        """The change that brought the job to its present state, as the events exchange carries it."""
+        occurred_at = self.finished_at or (self.started_at if self.status is JobStatus.PROCESSING else None)
+        return JobEvent(
+            event=_EVENT_NAMES[self.status],
+            job_id=self.job_id,
+            status=self.status.value,
+            revision=self.revision,
+            occurred_at=occurred_at or utcnow(),
+            worker=self.worker,
+            attempts=self.attempts,
+            result=self.result if self.status is JobStatus.COMPLETED else None,
+            error=self.error,
+            error_reason=self.error_reason,
+            next_attempt_at=self.next_attempt_at,
+        )
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -176,6 +212,15 @@ class JobRecord(BaseModel):
             callback_url=self.callback_url,
             submitted_at=self.created_at,
         )
+
+
+def publish_event(publisher: MessagePublisher, record: JobRecord, cancel: threading.Event | None = None) -> None:
+    """Tells every subscriber of job events (the notifier, the API's live streams) the job's state."""
+    event = record.to_event()
+    publisher.publish(
+        EVENTS_EXCHANGE, event_routing_key(event.status), event.model_dump_json().encode(),
+        message_id=record.job_id, cancel=cancel,
+    )
 
 
 def original_key(job_id: str) -> str:

@@ -84,14 +84,29 @@ class ResultInfo(BaseModel):
     content_type: str
 
 
-class JobEvent(BaseModel):
-    """Published on the events exchange with routing key `event` (job.completed / job.failed)."""
+JobStatusName = Literal["queued", "processing", "retrying", "completed", "failed"]
+FINAL_STATUSES: tuple[JobStatusName, ...] = ("completed", "failed")
+JobEventName = Literal["job.queued", "job.processing", "job.retrying", "job.completed", "job.failed"]
 
-    event: Literal["job.completed", "job.failed"]
-    job_id: str
-    status: Literal["completed", "failed"]
+
+class JobEvent(BaseModel):
+    """A job's status changed. Published on the events exchange with the routing key
+    `common.topology.event_routing_key(status)`: `job.completed` / `job.failed` (the notifier's),
+    `progress.<status>` for the others (the API's live streams only). `revision` orders one job's
+    events: a later change has a larger one."""
+
+    event: JobEventName
+    job_id: str = Field(pattern=JOB_ID_PATTERN.pattern)
+    status: JobStatusName
+    revision: int = Field(0, ge=0)
     occurred_at: datetime = Field(default_factory=utcnow)
     worker: str | None = None
     attempts: int = 0
     result: ResultInfo | None = None
     error: str | None = None
+    error_reason: str | None = None
+    next_attempt_at: datetime | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATUSES

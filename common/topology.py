@@ -9,9 +9,11 @@
     workers, transient failure ──▶ images.retry (direct) ──"retry.<delay>"──▶ images.jobs.retry.<delay>
                                    (message TTL, then dead-lettered to images.jobs as "retried")
     workers ──▶ images.events (topic) ──"job.*"──▶ images.notifications ──▶ notifier
-                                                        │ unreadable, or delivered too often
-                                                        ▼
-                                  (default exchange) ──▶ images.notifications.dead
+                     │                                  │ unreadable, or delivered too often
+                     │                                  ▼
+                     │            (default exchange) ──▶ images.notifications.dead
+                     └──"job.*", "progress.*"──▶ amq.gen-… (one per API replica, exclusive) ──▶ live streams
+    api, workers ──"progress.<status>"──▶ images.events (queued, processing, retrying: not the notifier's)
     notifier, webhook to try again ──▶ images.retry ──"notify.<delay>"──▶ images.notifications.retry.<delay>
                                    (message TTL, then dead-lettered straight to images.notifications)
 
@@ -61,6 +63,10 @@ NOTIFICATIONS_DEAD_LETTER_QUEUE = "images.notifications.dead"
 NOTIFICATION_RETRY_QUEUE_PREFIX = "images.notifications.retry"
 EVENT_COMPLETED: Final = "job.completed"
 EVENT_FAILED: Final = "job.failed"
+PROGRESS_ROUTING_PREFIX = "progress"
+FINAL_EVENTS = (EVENT_COMPLETED, EVENT_FAILED)
+# An API replica's feed of live events holds at most this many; past it the oldest go first.
+EVENT_FEED_MAX_LENGTH = 10_000
 
 # No limit in effect. Not -1: RabbitMQ 4 reads it as "no limit", but 3.x as "no redelivery at all"
 # (measured on 3.10.8: a message handed back once is dropped).
@@ -192,6 +198,30 @@ def _declare_grown(channel: BlockingChannel, queue: str, arguments: dict[str, ob
     finally:
         if trial.is_open:
             trial.close()
+
+
+def event_routing_key(status: str) -> str:
+    """`job.completed` / `job.failed` reach the notifier; the other changes only the live streams."""
+    final = f"job.{status}"
+    return final if final in FINAL_EVENTS else f"{PROGRESS_ROUTING_PREFIX}.{status}"
+
+
+def declare_event_feed(channel: BlockingChannel) -> str:
+    """A queue of this connection's own that receives every job event; returns its name.
+
+    Exclusive (RabbitMQ deletes it with the connection, and RabbitMQ 4 deprecates transient queues
+    that are not), classic (the only type that may be exclusive), bounded and dropping its oldest:
+    a replica that falls behind loses old changes, never the broker's memory. A reconnecting
+    replica gets a new one and catches up from the job records.
+    """
+    declared = channel.queue_declare(
+        "", exclusive=True, auto_delete=True,
+        arguments={"x-max-length": EVENT_FEED_MAX_LENGTH, "x-overflow": "drop-head"},
+    )
+    queue: str = declared.method.queue
+    for pattern in ("job.*", f"{PROGRESS_ROUTING_PREFIX}.*"):
+        channel.queue_bind(queue, EVENTS_EXCHANGE, routing_key=pattern)
+    return queue
 
 
 def _declare_delay(

@@ -1,5 +1,6 @@
 """Compare load-test runs: a table in the terminal, PNG charts and a markdown report.
 
+    python load_test/analyze_results.py                            # the latest series in results/
     python load_test/analyze_results.py results/scaling            # every run folder inside
     python load_test/analyze_results.py results/bulk_upload/a results/bulk_upload/b --out results/cmp
 
@@ -10,7 +11,8 @@ Charts (written when the runs have what they need):
     queue_depth.png             messages waiting in the work queue over time (burst starts marked)
     bursts.png                  drain time and latency per burst (burst runs)
 `report.md` embeds them after the comparison table. Default output folder: the folder given, when
-a single one is given, else results/analysis.
+a single one is given, else results/analysis. With no folder: the series (a folder of runs under
+results/, e.g. results/bulk_upload or results/scaling) whose newest run is the newest of all.
 """
 
 import argparse
@@ -20,6 +22,9 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tools.project_python import use_project_python
+
+    use_project_python("matplotlib")
 
 import matplotlib
 
@@ -30,7 +35,8 @@ import matplotlib.pyplot as plt
 from rich.console import Console
 from rich.table import Table
 
-from load_test.results import Run, find_runs, machine_info
+from load_test.cli import RESULTS_DIR
+from load_test.results import SUMMARY_FILE, Run, find_runs, machine_info
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 REPORT_FILE = "report.md"
@@ -460,14 +466,36 @@ def analyze(
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
+def latest_series(results: Path) -> Path | None:
+    """The folder of runs (summary.json one level below) holding the newest run, searched to any depth."""
+    newest: dict[Path, float] = {}
+    for summary in results.rglob(SUMMARY_FILE):
+        series = summary.parent.parent
+        newest[series] = max(newest.get(series, 0.0), summary.stat().st_mtime)
+    return max(newest, key=lambda series: newest[series]) if newest else None
+
+
+def main(argv: list[str] | None = None, results: Path = RESULTS_DIR) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("paths", nargs="+", type=Path, help="result folders, or folders that contain them")
+    parser.add_argument(
+        "paths", nargs="*", type=Path, help="result folders, or folders that contain them; default: the latest series"
+    )
     parser.add_argument("--out", type=Path, help="where the charts and report.md go")
     parser.add_argument("--title", default="Load-test report")
     args = parser.parse_args(argv)
+    if not args.paths:
+        series = latest_series(results)
+        if series is None:
+            print(
+                f"no load-test results in {_shown(results)} yet: run e.g. "
+                "`python load_test/bulk_upload.py --count 100 --workers 3` first, or name result folders",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"analysing the latest series, {_shown(series)} (name result folders to choose others)")
+        args.paths = [series]
     out = args.out or (
         args.paths[0]
         if len(args.paths) == 1 and args.paths[0].is_dir()
@@ -475,6 +503,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     analyze(args.paths, out, args.title)
     return 0
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(PROJECT_DIR)) if path.is_relative_to(PROJECT_DIR) else str(path)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tools.project_python import use_project_python
+
+    use_project_python()
 
 from load_test import cli
 from load_test.client import Submission

@@ -41,6 +41,11 @@ def run(
             while True:
                 print(json.dumps(poll(), default=str), flush=True)
                 time.sleep(interval)
+        if not console.is_terminal:  # piped or redirected: one view per reading, as it comes
+            while True:
+                console.print(render(poll()))
+                sys.stdout.flush()
+                time.sleep(interval)
         with Live(render(poll()), console=console, refresh_per_second=4, screen=False) as live:
             while True:
                 time.sleep(interval)

@@ -44,6 +44,9 @@ from typing import Any
 
 if __package__ in (None, ""):  # run as `python monitoring/performance_monitor.py` from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tools.project_python import use_project_python
+
+    use_project_python()
 
 import httpx
 from rich.console import Group, RenderableType

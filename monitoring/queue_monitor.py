@@ -23,6 +23,9 @@ from typing import Any
 
 if __package__ in (None, ""):  # run as `python monitoring/queue_monitor.py` from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tools.project_python import use_project_python
+
+    use_project_python()
 
 from rich.console import Group, RenderableType
 from rich.table import Table

@@ -56,6 +56,22 @@ def broker(broker_series: str, request: pytest.FixtureRequest) -> BrokerEndpoint
     return BROKER
 
 
+@pytest.fixture
+def private_broker(broker_series: str, request: pytest.FixtureRequest) -> Iterator[PrivateBroker]:
+    """A node of the test's own, of the series the test runs on, that it may stop and start."""
+    if broker_series == "rabbitmq4":
+        broker = PrivateBroker(root=request.getfixturevalue("rabbitmq4_root_dir"))
+    elif PrivateBroker.available():
+        broker = PrivateBroker()
+    else:
+        pytest.fail("rabbitmq-server is not installed; .ci/run installs it")
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.remove()
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private SeaweedFS instance for the test session."""

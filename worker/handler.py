@@ -26,17 +26,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from common.amqp import Delivery, DeliveryLost, Outcome, PublishFailed
-from common.jobs import JobRecord, JobStatus, JobStore, original_key, result_key
+from common.jobs import JobRecord, JobStatus, JobStore, original_key, publish_event, result_key
 from common.logs import job_logger
-from common.messages import Header, JobEvent, JobMessage, ResultInfo, utcnow
+from common.messages import Header, JobMessage, ResultInfo, utcnow
 from common.ports import MessagePublisher, ObjectStorage
 from common.settings import WorkerSettings
 from common.storage import ObjectMissing, StorageUnavailable
 from common.topology import (
     DEAD_LETTER_EXCHANGE,
-    EVENT_COMPLETED,
-    EVENT_FAILED,
-    EVENTS_EXCHANGE,
     RETRY_EXCHANGE,
     retry_steps,
 )
@@ -142,7 +139,7 @@ class JobHandler:
     ) -> None:
         log = job_logger(logger, record.job_id)
         record.start(self._worker, attempt)
-        writing = self._io.submit(self._jobs.save, record.model_copy(deep=True))
+        writing = self._io.submit(self._save_and_announce, record.model_copy(deep=True), delivery)
         log.info("processing (attempt %d) %s", attempt, _describe(message))
 
         try:
@@ -236,6 +233,7 @@ class JobHandler:
         if record is not None and not record.finished:
             record.schedule_retry(utcnow() + timedelta(milliseconds=step.delay_ms), error)
             self._save_quietly(record)
+            self._announce(record, delivery)
         return Outcome.ACK
 
     def _record_failure(self, record: JobRecord | None, failure: PermanentFailure, delivery: Delivery) -> None:
@@ -278,21 +276,20 @@ class JobHandler:
         return Outcome.ACK
 
     def _publish_event(self, record: JobRecord, delivery: Delivery) -> None:
-        completed = record.status is JobStatus.COMPLETED
-        event = JobEvent(
-            event=EVENT_COMPLETED if completed else EVENT_FAILED,
-            job_id=record.job_id,
-            status="completed" if completed else "failed",
-            worker=record.worker,
-            attempts=record.attempts,
-            result=record.result if completed else None,
-            error=None if completed else record.error,
-        )
         # Not once the delivery is lost: the redelivered copy publishes it (and only it).
-        self._publisher.publish(
-            EVENTS_EXCHANGE, event.event, event.model_dump_json().encode(), message_id=record.job_id,
-            cancel=delivery.lost,
-        )
+        publish_event(self._publisher, record, cancel=delivery.lost)
+
+    def _save_and_announce(self, record: JobRecord, delivery: Delivery) -> None:
+        self._jobs.save(record)
+        self._announce(record, delivery)
+
+    def _announce(self, record: JobRecord, delivery: Delivery) -> None:
+        """A change on the way (processing, retrying) for the live streams: one lost is no harm,
+        a stream catches up from the record, so it never fails the job."""
+        try:
+            self._publish_event(record, delivery)
+        except (PublishFailed, DeliveryLost) as exc:
+            job_logger(logger, record.job_id).warning("status %s not announced: %s", record.status.value, exc)
 
     def _save_quietly(self, record: JobRecord) -> None:
         try:

@@ -2,13 +2,16 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, Response, UploadFile, status
+from fastapi import APIRouter, BackgroundTasks, File, Form, Query, Request, Response, UploadFile, status
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from api import service
 from api.auth import CurrentClient
 from api.dependencies import ServicesDep
+from api.events import MAX_WAIT_S
 from api.problems import documented
+from api.routes.events import wait_for_change
 from api.schemas import JobAccepted, JobStatusResponse, ResultWithUrl
 from common.formats import CONTENT_TYPES, MAX_MAX_BYTES, MIN_MAX_BYTES, OUTPUT_FORMATS
 
@@ -32,6 +35,7 @@ def upload(
     services: ServicesDep,
     client: CurrentClient,
     response: Response,
+    background: BackgroundTasks,
     file: Annotated[UploadFile, File(description="The image: JPEG, PNG, WebP, GIF, BMP, TIFF, AVIF or HEIC")],
     operations: Annotated[
         str | None,
@@ -76,6 +80,8 @@ def upload(
         services.jobs_ports,
     )
     request.state.accepted_operations = [operation.name for operation in record.operations]
+    # After the answer: the live streams learn of the job without the upload waiting for the broker.
+    background.add_task(service.announce, record, services.publisher)
     public_url = services.public_url
     status_url = f"{public_url}/status/{record.job_id}"
     response.headers["Location"] = status_url
@@ -95,10 +101,22 @@ def upload(
 
 @router.get(
     "/status/{job_id}", response_model=JobStatusResponse, operation_id="job_status",
-    responses=documented(401, 404, 503),
+    responses=documented(401, 404, 422, 429, 503),
 )
-def job_status(job_id: str, services: ServicesDep, client: CurrentClient) -> JobStatusResponse:
-    record = service.find_job(job_id, client, services.jobs)
+async def job_status(
+    job_id: str,
+    request: Request,
+    services: ServicesDep,
+    client: CurrentClient,
+    wait: Annotated[
+        float | None,
+        Query(ge=0, le=MAX_WAIT_S, description="wait up to this many seconds for the status to change (long poll)"),
+    ] = None,
+) -> JobStatusResponse:
+    if wait:
+        record = await wait_for_change(request, client, job_id, wait, services)
+    else:
+        record = await run_in_threadpool(service.find_job, job_id, client, services.jobs)
     result = None
     if record.result is not None:
         result = ResultWithUrl(

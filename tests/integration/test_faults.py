@@ -8,7 +8,6 @@ import pytest
 
 from harness.broker import BrokerVhost
 from harness.objectstore import PrivateObjectStore
-from harness.private_broker import PrivateBroker
 from harness.processes import wait_for
 from harness.system import System
 from harness.webhooks import WebhookReceiver
@@ -94,22 +93,6 @@ def webhook():
     receiver = WebhookReceiver()
     yield receiver, receiver.url()
     receiver.close()
-
-
-@pytest.fixture
-def private_broker(broker_series: str, request: pytest.FixtureRequest):
-    """A node of the test's own, of the series the test runs on, that it may stop and start."""
-    if broker_series == "rabbitmq4":
-        broker = PrivateBroker(root=request.getfixturevalue("rabbitmq4_root_dir"))
-    elif PrivateBroker.available():
-        broker = PrivateBroker()
-    else:
-        pytest.fail("rabbitmq-server is not installed; .ci/run installs it")
-    try:
-        broker.start()
-        yield broker
-    finally:
-        broker.remove()
 
 
 @pytest.mark.every_broker

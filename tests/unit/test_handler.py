@@ -11,9 +11,9 @@ import pytest
 from pika.spec import BasicProperties
 from PIL import Image
 
-from common.amqp import Delivery, Outcome
+from common.amqp import Delivery, Outcome, PublishFailed
 from common.jobs import JobRecord, JobStatus, JobStore, OriginalInfo, original_key
-from common.messages import Header
+from common.messages import Header, JobEvent
 from common.operations import Resize
 from common.settings import Settings
 from tests.support.memory import InProcessPipeline, MemoryObjectStore, MemoryPublisher
@@ -50,12 +50,22 @@ def message(world) -> bytes:
     return world.record.to_message().model_dump_json().encode()
 
 
+def final_events(world) -> list[str]:
+    """The events the notifier receives (`progress.*` ones reach the live streams only)."""
+    return [p.routing_key for p in world.publisher.to("images.events") if p.routing_key.startswith("job.")]
+
+
+def announced(world) -> list[tuple[str, str, int]]:
+    published = world.publisher.to("images.events")
+    return [(p.routing_key, (e := JobEvent.model_validate_json(p.body)).status, e.revision) for p in published]
+
+
 def test_handler_completes_and_publishes_the_event(world) -> None:
     assert world.handler(delivery(message(world))) is Outcome.ACK
     record = world.jobs.get(JOB_ID)
     assert record.status is JobStatus.COMPLETED
     assert (record.result.width, record.result.height, record.attempts, record.worker) == (100, 75, 1, "worker-t")
-    assert [p.routing_key for p in world.publisher.to("images.events")] == ["job.completed"]
+    assert final_events(world) == ["job.completed"]
 
 
 def test_handler_retries_a_transient_failure_through_the_delay_queue(world) -> None:
@@ -88,7 +98,7 @@ def test_handler_doubles_the_delay_and_gives_up_after_max_attempts(world) -> Non
     assert "gave up after 3 attempts" in dead.headers["x-failure-error"]
     record = world.jobs.get(JOB_ID)
     assert record.status is JobStatus.FAILED and record.error_reason == "attempts_exhausted"
-    assert [p.routing_key for p in world.publisher.to("images.events")] == ["job.failed"]
+    assert final_events(world) == ["job.failed"]
 
 
 def test_handler_dead_letters_a_missing_original_without_retrying(world) -> None:
@@ -106,7 +116,7 @@ def test_handler_does_not_process_a_completed_job_again(world) -> None:
     del world.store.objects[result_key]
     assert world.handler(delivery(message(world))) is Outcome.ACK
     assert result_key not in world.store.objects  # not written a second time
-    assert [p.routing_key for p in world.publisher.to("images.events")] == ["job.completed", "job.completed"]
+    assert final_events(world) == ["job.completed", "job.completed"]
 
 
 def test_handler_nacks_to_the_queue_dead_letter_exchange_when_it_cannot_publish(world) -> None:
@@ -135,7 +145,7 @@ def test_handler_lost_delivery_stops_before_storing_anything(world) -> None:
     assert world.handler(delivery(message(world))) is Outcome.ACK
     record = world.jobs.get(JOB_ID)
     assert (record.status, record.attempts) == (JobStatus.COMPLETED, 2)
-    assert [p.routing_key for p in world.publisher.to("images.events")] == ["job.completed"]
+    assert final_events(world) == ["job.completed"]
 
 
 def test_handler_lost_after_the_record_is_completed_leaves_the_event_to_the_redelivery(world) -> None:
@@ -150,11 +160,11 @@ def test_handler_lost_after_the_record_is_completed_leaves_the_event_to_the_rede
     world.jobs.save = save_then_lose
     assert world.handler(lost) is Outcome.ABANDON
     assert world.jobs.get(JOB_ID).status is JobStatus.COMPLETED
-    assert world.publisher.published == []
+    assert final_events(world) == []
 
     world.jobs.save = save
     assert world.handler(delivery(message(world))) is Outcome.ACK
-    assert [p.routing_key for p in world.publisher.to("images.events")] == ["job.completed"]
+    assert final_events(world) == ["job.completed"]
 
 
 def test_handler_lost_delivery_schedules_no_retry(world) -> None:
@@ -176,3 +186,34 @@ def test_handler_lost_invalid_message_is_not_dead_lettered_twice(world) -> None:
     lost.lost.set()
     assert world.handler(lost) is Outcome.ABANDON
     assert world.publisher.to("images.dlx") == []
+
+
+# --- events for the live streams -------------------------------------------------------------
+
+
+def test_handler_announces_each_change_with_a_growing_revision(world) -> None:
+    world.store.failing_puts = 1
+    world.handler(delivery(message(world)))
+    retry = world.publisher.to("images.retry")[-1]
+    world.handler(delivery(retry.body, retry.headers))
+    assert announced(world) == [
+        ("progress.processing", "processing", 1),
+        ("progress.retrying", "retrying", 2),
+        ("progress.processing", "processing", 3),
+        ("job.completed", "completed", 4),
+    ]
+    assert world.jobs.get(JOB_ID).revision == 4
+
+
+def test_handler_completes_the_job_when_the_progress_event_cannot_be_published(world) -> None:
+    publish = world.publisher.publish
+
+    def refuse_progress(exchange: str, routing_key: str, body: bytes, **options) -> None:
+        if routing_key.startswith("progress."):
+            raise PublishFailed("broker gone for a moment")
+        publish(exchange, routing_key, body, **options)
+
+    world.publisher.publish = refuse_progress
+    assert world.handler(delivery(message(world))) is Outcome.ACK
+    assert world.jobs.get(JOB_ID).status is JobStatus.COMPLETED
+    assert final_events(world) == ["job.completed"]

@@ -69,3 +69,27 @@ def test_illegal_changes_are_refused_naming_the_state(prepare, change, message) 
     with pytest.raises(IllegalTransition, match=re.escape(message)):
         change(record)
     assert record == before
+
+
+def test_every_change_raises_the_revision_and_its_event_says_what_the_record_does() -> None:
+    record = job()
+    revisions = [record.revision]
+    record.start("w1", 1)
+    revisions.append(record.revision)
+    record.schedule_retry(datetime.now(UTC), "storage down")
+    revisions.append(record.revision)
+    record.start("w1", 2)
+    revisions.append(record.revision)
+    record.complete(RESULT)
+    revisions.append(record.revision)
+    assert revisions == [1, 2, 3, 4, 5]
+    event = record.to_event()
+    assert (event.event, event.status, event.revision, event.final) == ("job.completed", "completed", 5, True)
+    assert (event.result, event.attempts, event.worker, event.occurred_at) == (RESULT, 2, "w1", record.finished_at)
+
+
+def test_a_refused_change_leaves_the_revision_alone() -> None:
+    record = job()
+    with pytest.raises(IllegalTransition):
+        record.complete(RESULT)
+    assert record.revision == 1 and not record.to_event().final

@@ -1,0 +1,1 @@
+"""imgpipe's command-line client: `python -m client` (or `./imgpipe`) — see client/cli.py."""
