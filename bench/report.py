@@ -143,7 +143,8 @@ def aspect_table(results: dict) -> str:
     lines = [header, "|" + " --- |" * (len(aspects) + 1)]
     rows = {f"{label} MP, fit 800 + watermark": s for label, s in results["sizes"].items()}
     if results.get("fit512"):
-        rows["2K photos, fit 512 (thumbor's workload)"] = results["fit512"]
+        longest = max(results["fit512"]["images"][0]["width"], results["fit512"]["images"][0]["height"])
+        rows[f"photos of {longest} px, fit 512 (thumbor's workload)"] = results["fit512"]
     for name, s in rows.items():
         cells = [
             f"{_num(s['pipeline_vs_libvips_by_aspect'][a], 2)} ({s['limit_img_s_by_aspect'][a]:.1f} / "

@@ -116,6 +116,6 @@ def test_bench_quick_writes_the_table_and_a_chart(quick_run) -> None:
     table = (out / "bench.md").read_text()
     assert table.startswith("| size |") and f"{next(iter(results['sizes']))} MP" in table
     assert "| pipeline ÷ libvips" in table and "| 3:2 |" in table and "| thumbor |" in table
-    assert "| 2K photos, fit 512" in table
+    assert "px, fit 512 (thumbor's workload) |" in table
     with Image.open(out / "bench.png") as chart:
         assert chart.format == "PNG" and chart.width > 400 and chart.height > 300
