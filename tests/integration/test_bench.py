@@ -73,6 +73,9 @@ def test_bench_quick_measures_the_pipeline_and_libvips_on_every_aspect(quick_run
         limit_cpu, libvips_cpu = figures["limit_cpu_ms_by_aspect"][aspect], figures["libvips_cpu_ms_by_aspect"][aspect]
         assert limit_cpu > 0 and libvips_cpu > 0
         assert figures["pipeline_vs_libvips_cpu_by_aspect"][aspect] == pytest.approx(libvips_cpu / limit_cpu, rel=1e-2)
+    assert figures["pipeline_vs_libvips_cpu"] == pytest.approx(
+        sum(figures["libvips_cpu_ms_by_aspect"].values()) / sum(figures["limit_cpu_ms_by_aspect"].values()), rel=1e-2
+    )
     # The size's rate is the whole set's: between the slowest and the fastest aspect.
     assert min(figures["limit_img_s_by_aspect"].values()) <= figures["limit_img_s"]
     assert figures["limit_img_s"] <= max(figures["limit_img_s_by_aspect"].values())
@@ -114,6 +117,6 @@ def test_bench_quick_writes_the_table_and_a_chart(quick_run) -> None:
     table = (out / "bench.md").read_text()
     assert table.startswith("| size |") and f"{next(iter(results['sizes']))} MP" in table
     assert "| pipeline ÷ libvips" in table and "| 3:2 |" in table and "| thumbor |" in table
-    assert "| 2K photos, fit 512" in table
+    assert "px, fit 512 (thumbor's workload) |" in table
     with Image.open(out / "bench.png") as chart:
         assert chart.format == "PNG" and chart.width > 400 and chart.height > 300
