@@ -23,10 +23,10 @@ from pydantic import ValidationError
 
 from api.errors import RateLimited
 from common import backoff
-from common.amqp import close_quietly, connect
+from common.amqp import close_quietly, connect, prepare_topology
 from common.messages import JobEvent
 from common.settings import BrokerSettings
-from common.topology import declare_event_feed, declare_topology
+from common.topology import declare_event_feed
 
 logger = logging.getLogger("api")
 
@@ -169,7 +169,7 @@ class EventFeed:
         connection = connect(self._broker, self._name)
         try:
             channel = connection.channel()
-            declare_topology(channel, self._broker.topology)
+            prepare_topology(channel, self._broker)
             queue = declare_event_feed(channel)
             channel.basic_consume(queue, self._on_message, auto_ack=True)
             retry.reset()

@@ -40,8 +40,10 @@ RejectReason = Literal[
     "out_of_memory", "processing_error", "output_too_large", "crop_outside_image", "unknown_logo",
 ]
 
-# What Pillow's decoders raise on malformed input.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, NotImplementedError)
+# What Pillow's decoders raise on malformed input (libavif's decoder: RuntimeError).
+_DECODE_ERRORS = (
+    OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, NotImplementedError, RuntimeError,
+)
 
 # The scales libjpeg decodes at directly (DCT scaling), largest first.
 DRAFT_SCALES = (8, 4, 2)

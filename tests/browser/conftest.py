@@ -16,7 +16,9 @@ FLAGS = [
 SCREENSHOTS = os.environ.get("SCREENSHOTS")
 
 
-@pytest.fixture(scope="session")
+# Package-scoped: sync Playwright runs an event loop in the main thread while it is open, which
+# would stop every later asyncio.run() in the session.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)")

@@ -57,9 +57,13 @@ PROBES = [
     ("read", "images.jobs.dead"),
     ("read", "images.notifications"),
     ("declare", "images.probe"),
+    ("follow", "images.events"),  # an exclusive server-named queue bound to the exchange (the API's live events)
 ]
 NEEDS = {
-    "imgpipe-api": {("publish", "images.jobs"), ("read", "images.jobs.dead")},
+    "imgpipe-api": {
+        ("publish", "images.jobs"), ("publish", "images.events"), ("read", "images.jobs.dead"),
+        ("follow", "images.events"),
+    },
     "imgpipe-worker": {
         ("publish", "images.retry"), ("publish", "images.dlx"), ("publish", "images.events"),
         ("read", "images.jobs.work"), ("read", "images.jobs.retried"),
@@ -136,6 +140,10 @@ def allowed(setup: Provisioned, user: str, probe: tuple[str, str]) -> bool:
                 channel.basic_publish(name, "probe", b"probe")
             elif action == "read":
                 channel.basic_cancel(channel.basic_consume(name, lambda *_: None))
+            elif action == "follow":
+                queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+                channel.queue_bind(queue, name, routing_key="#")
+                channel.basic_cancel(channel.basic_consume(queue, lambda *_: None))
             else:
                 channel.queue_declare(name, auto_delete=True)
         except ChannelClosedByBroker as exc:

@@ -106,13 +106,14 @@ def test_each_service_signs_in_to_the_broker_as_its_own_defined_user(
     assert env["RABBITMQ_DECLARE_TOPOLOGY"] == "false"
 
 
-def test_definitions_give_every_user_permissions_and_no_configure_right() -> None:
+def test_definitions_give_every_user_permissions_and_no_configure_right_on_the_topology() -> None:
     definitions = json.loads(DEFINITIONS.read_text())
     permissions = {permission["user"]: permission for permission in definitions["permissions"]}
     assert set(permissions) == {user["name"] for user in definitions["users"]}
-    assert {user: permission["configure"] for user, permission in permissions.items()} == dict.fromkeys(
-        permissions, "^$"
-    )
+    # The API may only declare server-named queues (its exclusive live-events feed), never a named one.
+    assert {user: permission["configure"] for user, permission in permissions.items()} == {
+        **dict.fromkeys(permissions, "^$"), "imgpipe-api": "^amq\\.gen-.*$"
+    }
     assert all("vhost" not in permission for permission in permissions.values()), "set from RABBITMQ_VHOST"
 
 

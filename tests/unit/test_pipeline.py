@@ -285,6 +285,16 @@ def test_jpeg_draft_scale_whatever_the_aspect_ratio(size, operation, scale, monk
 # rejections
 
 
+def test_rejects_an_avif_whose_image_item_is_missing():
+    # libavif's decoder raises RuntimeError, which Pillow passes on as it is.
+    data = bytearray(encode(make_photo((64, 48)), "AVIF"))
+    data[81] = 0
+    with pytest.raises(ImageRejected) as caught:
+        run(bytes(data))
+    assert caught.value.reason == "undecodable"
+    assert "Missing or empty image item" in str(caught.value)
+
+
 def test_rejects_non_image():
     with pytest.raises(ImageRejected) as caught:
         run(b"this is not an image, it is text" * 10)
