@@ -15,14 +15,20 @@ CORRUPTED = PROJECT_DIR / "test_images" / "corrupted.jpg"
 FINISH_S = 60_000
 
 
+def open_console(page: Page, system: System) -> None:
+    """The console's upload page, once its script has built the form (a click before that would submit
+    the plain HTML form and reload the page)."""
+    page.goto(system.api_url + "/")
+    expect(page.get_by_role("group", name="resize")).to_be_visible()
+
+
 def job_card(page: Page, name: str):
     return page.locator("#jobs > li").filter(has=page.get_by_role("heading", name=name, exact=True))
 
 
 def test_upload_through_the_form_shows_the_job_move_and_its_result(system: System, page: Page) -> None:
-    page.goto(system.api_url + "/")
     # The form knows each operation's parameters: the defaults are there, with their fields.
-    expect(page.get_by_role("group", name="resize")).to_be_visible()
+    open_console(page, system)
     page.get_by_label("Width").first.fill("320")
     page.get_by_label("Operation to add").select_option("filter")
     page.get_by_role("button", name="Add operation").click()
@@ -44,7 +50,7 @@ def test_upload_through_the_form_shows_the_job_move_and_its_result(system: Syste
 
 
 def test_corrupted_file_shows_failed_with_its_reason(system: System, page: Page) -> None:
-    page.goto(system.api_url + "/")
+    open_console(page, system)
     page.get_by_label("Or type them").fill("resize(width=100)")
     page.get_by_label("Images").set_input_files(CORRUPTED)
     page.get_by_role("button", name="Upload", exact=True).click()
@@ -54,7 +60,7 @@ def test_corrupted_file_shows_failed_with_its_reason(system: System, page: Page)
 
 def test_a_hostile_file_name_is_shown_as_text(system: System, page: Page) -> None:
     name = '<img src=x onerror="document.title=\'owned\'">.jpg'
-    page.goto(system.api_url + "/")
+    open_console(page, system)
     page.get_by_label("Images").set_input_files({"name": name, "mimeType": "image/jpeg", "buffer": SAMPLE.read_bytes()})
     page.get_by_role("button", name="Upload", exact=True).click()
     card = job_card(page, name)
@@ -64,7 +70,7 @@ def test_a_hostile_file_name_is_shown_as_text(system: System, page: Page) -> Non
 
 
 def test_a_refused_upload_says_why(system: System, page: Page) -> None:
-    page.goto(system.api_url + "/")
+    open_console(page, system)
     page.get_by_label("Or type them").fill("melt(now=yes)")
     page.get_by_label("Images").set_input_files(SAMPLE)
     page.get_by_role("button", name="Upload", exact=True).click()
@@ -105,7 +111,7 @@ def test_dead_letters_page_lists_and_replays(make_system, page: Page) -> None:
 
 
 def test_keyboard_alone_reaches_every_page(system: System, page: Page) -> None:
-    page.goto(system.api_url + "/")
+    open_console(page, system)
     page.keyboard.press("Tab")
     expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     for _ in range(3):
