@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from harness.broker import BrokerVhost
@@ -126,6 +127,10 @@ def test_bulk_upload_as_written_scales_to_three_workers_and_completes_every_job(
     assert (summary["count"], summary["completed"], summary["lost"]) == (100, 100, 0)
     assert (summary["workers"], summary["workers_source"]) == (3, "scaled")
     assert sorted(summary["per_worker"]) == ["worker-0", "worker-1", "worker-2"]
+    # The console's Storage page lists them, and links SeaweedFS's filer browser.
+    storage = httpx.get(f"{native_stack.api_url}/storage", params={"limit": 100}, timeout=30).json()
+    assert len(storage["jobs"]) == 100 and storage["next_cursor"] is None
+    assert storage["console_url"] == f"http://localhost:{int(native_stack.env['S3_PORT']) + 1002}/buckets/"
 
 
 def test_burst_test_as_written_runs_its_bursts_and_completes_every_job(
