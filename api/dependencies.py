@@ -26,6 +26,8 @@ class Services:
     limits: UploadLimits
     # Where clients reach this API: the links in answers start with it.
     public_url: str
+    # The object store's own console, linked from the Storage page ("" : none).
+    storage_console_url: str
 
     @classmethod
     def create(cls, settings: Settings) -> "Services":
@@ -42,6 +44,7 @@ class Services:
             settings.broker,
             settings.uploads,
             settings.api_public_url,
+            settings.storage_console_url,
         )
 
     @property

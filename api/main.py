@@ -16,7 +16,7 @@ from api.limits import UploadSizeLimit
 from api.metrics import UploadMetrics
 from api.monitoring import Monitoring, upload_counters
 from api.retention import RetentionSweeper
-from api.routes import console, dlq, events, health, jobs, metrics
+from api.routes import console, dlq, events, health, jobs, metrics, storage
 from common.clients import KeyRing
 from common.imaging import guard_decompression
 from common.logs import configure_logging
@@ -60,5 +60,6 @@ app.include_router(events.router)
 app.include_router(health.router)
 app.include_router(dlq.router)
 app.include_router(metrics.router)
+app.include_router(storage.router)
 app.include_router(console.router)
 app.mount("/static", StaticFiles(directory=console.STATIC_DIR), name="static")

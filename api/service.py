@@ -103,7 +103,7 @@ def submit_job(upload: Upload, ports: JobsPorts) -> JobRecord:
         ports.store.put_file(record.original.key, upload.file, upload.size, image.content_type, {"job-id": job_id})
         ports.jobs.save(record)
     except StorageError as exc:
-        raise _unavailable("object storage", exc, ", the job was not queued") from exc
+        raise unavailable("object storage", exc, ", the job was not queued") from exc
     try:
         ports.publisher.publish(
             JOBS_EXCHANGE, JOBS_ROUTING_KEY, record.to_message().model_dump_json().encode(), message_id=job_id
@@ -117,7 +117,7 @@ def submit_job(upload: Upload, ports: JobsPorts) -> JobRecord:
         ) from exc
     except amqp.PublishFailed as exc:
         _forget(ports, record)
-        raise _unavailable("the message broker", exc, ", the job was not queued") from exc
+        raise unavailable("the message broker", exc, ", the job was not queued") from exc
     logger.info(
         "queued %s %dx%d (%d bytes) for %s",
         image.format, image.width, image.height, upload.size,
@@ -143,32 +143,37 @@ def find_job(job_id: str, client: Client, jobs: JobStore) -> JobRecord:
     try:
         record = jobs.get(job_id)
     except StorageError as exc:
-        raise _unavailable("object storage", exc) from exc
+        raise unavailable("object storage", exc) from exc
     if record is None or not client.may_see(record.owner):
         raise not_found
     return record
 
 
 def open_result(job_id: str, client: Client, jobs: JobStore, store: ObjectStorage) -> tuple[JobRecord, Iterator[bytes]]:
-    """The completed job and its result's bytes, the first chunk already read (so an unreachable
-    store is a 503 before any byte of a 200 has gone out)."""
+    """The completed job and its result's bytes (see stream_object)."""
     record = find_job(job_id, client, jobs)
     if record.status is not JobStatus.COMPLETED or record.result is None:
         detail = f"job {job_id} is {record.status}"
         if record.error:
             detail += f": {record.error}"
         raise errors.NotFinished(detail)
+    return record, stream_object(store, record.result.key)
+
+
+def stream_object(store: ObjectStorage, key: str) -> Iterator[bytes]:
+    """The object's bytes, the first chunk already read (so an unreachable store is a 503 before any
+    byte of a 200 has gone out)."""
     try:
-        chunks = store.stream(record.result.key)
+        chunks = store.stream(key)
         first = next(chunks, b"")
     except StorageError as exc:
-        raise _unavailable("object storage", exc) from exc
+        raise unavailable("object storage", exc) from exc
 
     def body() -> Iterator[bytes]:
         yield first
         yield from chunks
 
-    return record, body()
+    return body()
 
 
 def _check_output_size(operations: list[Operation], max_output_pixels: int) -> None:
@@ -213,7 +218,7 @@ def _forget(ports: JobsPorts, record: JobRecord) -> None:
         logger.exception("could not remove an unqueued job", extra={"job_id": record.job_id})
 
 
-def _unavailable(what: str, exc: Exception, consequence: str = "") -> errors.Unavailable:
+def unavailable(what: str, exc: Exception, consequence: str = "") -> errors.Unavailable:
     logger.warning("%s unavailable: %s", what, exc)
     return errors.Unavailable(
         f"{what} is unavailable{consequence}; try again later", retry_after_s=RETRY_AFTER_UNAVAILABLE_S

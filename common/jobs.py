@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field, computed_field
 
 from common.formats import MAX_MAX_BYTES, MIN_MAX_BYTES, ColorPolicy, MetadataPolicy, RequestedFormat
-from common.messages import JobEvent, JobEventName, JobMessage, ResultInfo, utcnow
+from common.messages import JobEvent, JobEventName, JobMessage, ResultInfo, is_job_id, utcnow
 from common.operations import Operation
 from common.ports import MessagePublisher
 from common.storage import ObjectMissing, ObjectStore
@@ -232,8 +232,11 @@ def result_key(job_id: str, output_format: str) -> str:
     return f"results/{job_id}.{extension}"
 
 
+_RECORDS_PREFIX = "jobs/"
+
+
 def _record_key(job_id: str) -> str:
-    return f"jobs/{job_id}.json"
+    return f"{_RECORDS_PREFIX}{job_id}.json"
 
 
 class JobStore:
@@ -256,3 +259,12 @@ class JobStore:
 
     def delete(self, job_id: str) -> None:
         self._store.delete(_record_key(job_id))
+
+    def list_dated(self) -> list[tuple[str, datetime | None]]:
+        """Every stored job's id with when its record last changed; keys that are not a job's are left out."""
+        dated = []
+        for key, modified in self._store.list_dated(_RECORDS_PREFIX):
+            job_id = key.removeprefix(_RECORDS_PREFIX).removesuffix(".json")
+            if key.endswith(".json") and is_job_id(job_id):
+                dated.append((job_id, modified))
+        return dated

@@ -249,6 +249,8 @@ class Settings(BaseSettings):
 
     # Upload API
     api_public_url: str = "http://localhost:8000"
+    # The object store's own web console, linked from the console's Storage page (compose: MinIO's).
+    storage_console_url: str = ""
     max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(100_000_000, ge=1, le=1_000_000_000)
     max_operations: int = Field(20, ge=1)

@@ -499,7 +499,7 @@ def main(argv: list[str] | None = None, results: Path = RESULTS_DIR) -> int:
     out = args.out or (
         args.paths[0]
         if len(args.paths) == 1 and args.paths[0].is_dir()
-        else PROJECT_DIR / "results" / "analysis"
+        else results / "analysis"
     )
     analyze(args.paths, out, args.title)
     return 0

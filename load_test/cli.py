@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -19,7 +20,8 @@ from load_test.results import JobResult, QueueSample, machine_info, summarize, w
 from load_test.system import Broker, CpuMeter, QueueSampler, scale_workers
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-RESULTS_DIR = PROJECT_DIR / "results"
+# RESULTS_DIR moves the default result folders (a test runs the tools as written without writing here).
+RESULTS_DIR = Path(os.environ.get("RESULTS_DIR") or PROJECT_DIR / "results")
 EXIT_LOST = 1
 
 console = Console(stderr=True, soft_wrap=True)
@@ -227,6 +229,12 @@ def finish(
         f"{summary['throughput_img_s']} img/s, latency p50 {latency['p50']} / p95 {latency['p95']} / "
         f"p99 {latency['p99']} ms"
     )
+    throttled = summary["throttled"]
+    if throttled["uploads"]:
+        console.print(
+            f"{throttled['uploads']} uploads waited for the API's upload rate limit (up to "
+            f"{throttled['wait_s_max']:g} s each; RATE_LIMIT_UPLOADS, per client); their latency includes the wait"
+        )
     console.print(f"results: {out}")
     if summary["lost"]:
         console.print(f"[red]{summary['lost']} job(s) lost (no end within {args.timeout:g} s):[/red]")

@@ -14,6 +14,11 @@ Following a job
                       requests in flight. `latency_ms` is then late by up to one interval plus a
                       request; with many queued jobs the polls compete with the system for CPU.
 
+Uploads past the API's rate limit (RATE_LIMIT_UPLOADS, per client) are sent again once the
+`Retry-After` of the 429 has passed; the API refuses them before reading the body and closes the
+connection, so a large upload may see the connection closed instead of the 429 and is sent again a
+second later. The wait counts in the job's upload time and latency, and in `throttled_s`.
+
 A job is lost when it has neither completed nor failed `timeout` s after its upload; its last
 known status is kept in `error`.
 """
@@ -22,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 TERMINAL = (COMPLETED, FAILED)
+# What an upload refused before its body was read can see instead of the answer.
+REFUSED_MID_UPLOAD = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+RETRY_AFTER_DEFAULT_S = 1.0
 EVENTS, POLL = "events", "poll"
 
 
@@ -200,13 +209,26 @@ class LoadClient:
             burst=submission.burst,
         )
         form = {"operations": self.operations} if self.operations else {}
-        try:
-            response = await self._http.post(
-                "/upload", files={"file": (submission.image.name, data)}, data=form
-            )
-        except httpx.HTTPError as exc:
-            job.status, job.error = REJECTED, f"upload: {exc!r}"
-            return job
+        deadline = job.submitted_at + self.timeout
+        while True:
+            try:
+                response = await self._http.post(
+                    "/upload", files={"file": (submission.image.name, data)}, data=form
+                )
+            except REFUSED_MID_UPLOAD as exc:
+                wait, refusal = RETRY_AFTER_DEFAULT_S, f"upload: {exc!r}"
+            except httpx.HTTPError as exc:
+                job.status, job.error = REJECTED, f"upload: {exc!r}"
+                return job
+            else:
+                if response.status_code != 429:
+                    break
+                wait, refusal = retry_after(response), f"upload: HTTP 429 {response.text[:200]}"
+            if time.time() + wait > deadline:
+                job.status, job.error = REJECTED, refusal
+                return job
+            job.throttled_s = round(job.throttled_s + wait, 3)
+            await asyncio.sleep(wait)
         job.uploaded_at = time.time()
         if response.status_code != 202:
             job.status, job.error = REJECTED, f"upload: HTTP {response.status_code} {response.text[:200]}"
@@ -254,6 +276,15 @@ class LoadClient:
             logger.warning("status of %s: HTTP %s", job_id, response.status_code)
             return None
         return response.json()
+
+
+def retry_after(response: httpx.Response) -> float:
+    """The seconds a 429 asks to wait (Retry-After in seconds; 1 s if absent or unreadable)."""
+    try:
+        seconds = float(response.headers.get("retry-after", ""))
+    except ValueError:
+        return RETRY_AFTER_DEFAULT_S
+    return min(max(seconds, 0.1), 60.0) if math.isfinite(seconds) else RETRY_AFTER_DEFAULT_S
 
 
 def fill_from_record(job: JobResult, record: dict) -> None:

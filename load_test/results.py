@@ -66,6 +66,7 @@ class JobResult:
     attempts: int | None = None
     pixels: int | None = None
     error: str | None = None
+    throttled_s: float = 0.0  # client: waited on the API's upload rate limit before the 202
 
     @property
     def finished(self) -> bool:
@@ -210,6 +211,10 @@ def summarize(jobs: Sequence[JobResult], workers: int | None, **extra) -> dict:
         "queue_wait_ms": percentiles(j.queue_wait_ms for j in finished),
         "processing_ms": percentiles(j.processing_ms for j in finished),
         "detection_lag_ms": percentiles(j.detection_lag_ms for j in finished),
+        "throttled": {
+            "uploads": sum(j.throttled_s > 0 for j in jobs),
+            "wait_s_max": max((j.throttled_s for j in jobs), default=0.0),
+        },
         "per_worker": dict(sorted(Counter(j.worker or "?" for j in completed).items())),
         "megapixels_total": round(sum(j.pixels or 0 for j in jobs) / 1e6, 1),
         "bytes_total": sum(j.image_bytes for j in jobs),

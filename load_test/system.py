@@ -170,7 +170,8 @@ class CpuMeter:
 
     def __init__(self) -> None:
         self.result: dict | None = None
-        self._pid_file = PROJECT_DIR / ".run" / "supervisord.pid"
+        # The run directory of tools/stack.sh (RUN_DIR, as there).
+        self._pid_file = Path(os.environ.get("RUN_DIR") or PROJECT_DIR / ".run") / "supervisord.pid"
 
     def __enter__(self) -> "CpuMeter":
         self._start = (procs.machine_ticks(), procs.process_table())

@@ -436,6 +436,66 @@ async function refreshDeadLetters() {
 
 pages["dead-letters"] = { show: refreshDeadLetters };
 
+// --- storage -------------------------------------------------------------------------------
+
+let storageCursor = null;
+
+async function previewFigure(job, object) {
+  const label = `${object.kind === "original" ? "Original" : "Result"} of ${job.filename || job.job_id}`;
+  const caption = el("figcaption", {
+    textContent: `${object.kind}, ${object.width}×${object.height} ${object.format}, ${formatBytes(object.bytes)}`,
+  });
+  if (!object.preview_url) {
+    return el("figure", {}, el("p", { className: "hint", textContent: "no preview (too large, or a format a browser does not show)" }), caption);
+  }
+  const image = el("img", { alt: label, loading: "lazy" });
+  try {
+    // Fetched with the API key (an <img src> could not send it), shown from a blob.
+    image.src = URL.createObjectURL(await (await api(new URL(object.preview_url).pathname)).blob());
+  } catch (error) {
+    return el("figure", {}, el("p", { className: "error", textContent: `preview unavailable: ${error.message}` }), caption);
+  }
+  return el("figure", {}, image, caption);
+}
+
+async function storedCard(job) {
+  const stored = job.stored_at ? new Date(job.stored_at).toLocaleString() : "";
+  const figures = await Promise.all(job.objects.map((object) => previewFigure(job, object)));
+  const card = el("li", { className: "job" },
+    el("h3", { textContent: job.filename || job.job_id }),
+    el("p", { className: "hint" }, el("code", { textContent: job.job_id }),
+      document.createTextNode(` · ${job.status}${job.owner ? ` · ${job.owner}` : ""} · stored ${stored}`)),
+    el("div", { className: "compare" }, ...figures));
+  card.dataset.jobId = job.job_id;
+  return card;
+}
+
+async function loadStorage(more = false) {
+  if (!more) {
+    storageCursor = null;
+    $("#stored").replaceChildren();
+  }
+  $("#storage-status").textContent = "Loading…";
+  let page;
+  try {
+    const query = new URLSearchParams({ limit: "12", ...(storageCursor ? { after: storageCursor } : {}) });
+    page = await (await api(`/storage?${query}`)).json();
+  } catch (error) {
+    $("#storage-status").textContent = `Storage unavailable: ${error.message}`;
+    return;
+  }
+  $("#stored").append(...await Promise.all(page.jobs.map(storedCard)));
+  storageCursor = page.next_cursor;
+  $("#storage-more").hidden = !storageCursor;
+  const shown = $("#stored").children.length;
+  $("#storage-status").textContent = shown ? `${shown} job${shown === 1 ? "" : "s"} shown${storageCursor ? "; older ones below" : ""}` : "Nothing stored yet";
+  const consoleLink = $("#storage-console");
+  consoleLink.hidden = !page.console_url;
+  if (page.console_url) consoleLink.href = page.console_url;
+}
+
+pages.storage = { show: () => loadStorage() };
+
 // --- start -----------------------------------------------------------------------------------
 
 $("#api-key").value = localStorage.getItem(keyName) || "";
@@ -448,5 +508,7 @@ $("#key-form").addEventListener("submit", (event) => {
 });
 $("#dlq-refresh").addEventListener("click", refreshDeadLetters);
 $("#dlq-replay-all").addEventListener("click", () => replay({}, "everything"));
+$("#storage-refresh").addEventListener("click", () => loadStorage());
+$("#storage-more").addEventListener("click", () => loadStorage(true));
 
 setUpUpload().then(showPage);

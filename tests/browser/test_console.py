@@ -126,13 +126,51 @@ def test_the_console_fits_a_phone_screen(system: System, browser) -> None:
     context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True)
     try:
         page = context.new_page()
-        for hash_ in ("#upload", "#system", "#dead-letters"):
+        for hash_ in ("#upload", "#system", "#dead-letters", "#storage"):
             page.goto(system.api_url + "/" + hash_)
             page.wait_for_load_state("networkidle") if hash_ == "#upload" else page.wait_for_timeout(500)
             width = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
             assert width[0] <= width[1], (hash_, width)
     finally:
         context.close()
+
+
+def test_storage_page_shows_only_the_clients_objects_with_previews(make_system, page: Page) -> None:
+    alice, bob = "alice-key-0123456789abcdef", "bob-key-0123456789abcdef"
+    system = make_system(
+        workers=("worker-a",), notifier=False, AUTH_REQUIRED="true", API_KEYS=f"alice={alice},bob={bob}",
+        STORAGE_CONSOLE_URL="http://localhost:9001",
+    )
+    jobs = {}
+    for key, name in ((alice, "alices.jpg"), (bob, "bobs.jpg")):
+        with system.client(key) as client:
+            response = client.post(
+                "/upload", files={"file": (name, SAMPLE.read_bytes())}, data={"operations": "resize(width=100)"}
+            )
+        jobs[name] = response.json()["job_id"]
+        assert system.wait_finished(jobs[name], key=key)["status"] == "completed"
+
+    page.goto(system.api_url + "/")
+    page.get_by_text("API key", exact=True).click()
+    page.get_by_label("API key, kept in this browser").fill(alice)
+    page.get_by_role("button", name="Save key").click()
+    page.get_by_role("link", name="Storage").click()
+    cards = page.locator("#stored > li")
+    expect(cards).to_have_count(1)
+    card = cards.first
+    expect(card.get_by_role("heading", name="alices.jpg")).to_be_visible()
+    expect(card).to_contain_text(jobs["alices.jpg"])
+    expect(card).to_contain_text("result, 100×75 jpeg")
+    original = card.get_by_role("img", name="Original of alices.jpg")
+    result = card.get_by_role("img", name="Result of alices.jpg")
+    expect(result).to_be_visible()
+    assert original.evaluate("image => image.decode().then(() => image.naturalWidth)") == 1600
+    assert result.evaluate("image => image.decode().then(() => image.naturalWidth)") == 100
+    expect(page.get_by_text("bobs.jpg")).to_have_count(0)
+    expect(page.get_by_role("link", name="Open the object store's console")).to_have_attribute(
+        "href", "http://localhost:9001"
+    )
+    screenshot(page, "storage")
 
 
 @pytest.mark.parametrize("path, operation", [("/docs", "/upload"), ("/redoc", "/upload")])

@@ -8,10 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from harness.broker import BrokerVhost
+from harness.native_stack import NativeStack, start_native_stack
 from harness.processes import PROJECT_DIR, wait_for
 from harness.system import System
 from load_test import analyze_results
@@ -77,13 +81,76 @@ def test_performance_monitor_as_written(system: System, bare_python: Path, tmp_p
     assert "latency" in output
 
 
-@pytest.mark.parametrize("script", ["load_test/bulk_upload.py", "load_test/burst_test.py"])
-def test_load_tools_start_with_a_bare_python(bare_python: Path, script: str) -> None:
-    """Their verbatim runs scale the `make run` stack (`--workers 3`), which a test cannot own:
-    here they start and parse their arguments; tests/integration/test_load_tools.py runs them."""
-    result = run_verbatim(f"python {script} --help", seed_env(bare_python))
-    assert result.returncode == 0, result.stderr
-    assert "--count" in result.stdout or "--burst-size" in result.stdout
+@pytest.fixture(scope="module")
+def native_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
+    """`make run` with one worker, in a private run directory: what `--workers 3` scales."""
+    vhost = BrokerVhost().create()
+    try:
+        stack = start_native_stack(vhost, tmp_path_factory.mktemp("run"), workers=1)
+        try:
+            yield stack
+        finally:
+            stack.stop()
+    finally:
+        vhost.delete()
+
+
+def load_env(bare_python: Path, stack: NativeStack, results: Path) -> dict[str, str]:
+    """The stack's environment (its API, vhost and run directory), results written to `results`."""
+    env = {k: v for k, v in stack.env.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env.pop(project_python.RESTARTED, None)
+    env["PATH"] = f"{bare_python}:{env.get('PATH', '/usr/bin:/bin')}"
+    env["RESULTS_DIR"] = str(results)
+    return env
+
+
+def single_summary(folder: Path) -> dict:
+    summaries = list(folder.glob("*/summary.json"))
+    assert len(summaries) == 1, summaries
+    return json.loads(summaries[0].read_text())
+
+
+def test_bulk_upload_as_written_scales_to_three_workers_and_completes_every_job(
+    native_stack: NativeStack, bare_python: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    results = tmp_path_factory.getbasetemp() / "seed-results"
+    command = "python load_test/bulk_upload.py --count 100 --workers 3"
+    result = run_verbatim(command, load_env(bare_python, native_stack, results), timeout=900)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output + native_stack.logs()
+    assert "Traceback" not in output and "ModuleNotFoundError" not in output
+    assert "scaling to 3 workers (tools/stack.sh)" in output
+    assert "100 jobs, 3 workers: 100 completed, 0 failed, 0 lost" in output, output
+    assert native_stack.vhost.consumer_count("images.jobs.work") == 3
+    assert "worker-2" in native_stack.stack("ps").stdout
+    summary = single_summary(results / "bulk_upload")
+    assert (summary["count"], summary["completed"], summary["lost"]) == (100, 100, 0)
+    assert (summary["workers"], summary["workers_source"]) == (3, "scaled")
+    assert sorted(summary["per_worker"]) == ["worker-0", "worker-1", "worker-2"]
+    # The console's Storage page lists them, and links SeaweedFS's filer browser.
+    storage = httpx.get(f"{native_stack.api_url}/storage", params={"limit": 100}, timeout=30).json()
+    assert len(storage["jobs"]) == 100 and storage["next_cursor"] is None
+    assert storage["console_url"] == f"http://localhost:{int(native_stack.env['S3_PORT']) + 1002}/buckets/"
+
+
+def test_burst_test_as_written_runs_its_bursts_and_completes_every_job(
+    native_stack: NativeStack, bare_python: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    results = tmp_path_factory.getbasetemp() / "seed-results"
+    command = "python load_test/burst_test.py --burst-size 50 --interval 5"
+    result = run_verbatim(command, load_env(bare_python, native_stack, results), timeout=900)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output + native_stack.logs()
+    assert "Traceback" not in output and "ModuleNotFoundError" not in output
+    for burst in range(3):
+        assert f"burst {burst}: 50 jobs uploaded in " in output, output
+    summary = single_summary(results / "burst_test")
+    assert (summary["count"], summary["completed"], summary["lost"]) == (150, 150, 0)
+    assert [(b["count"], b["completed"]) for b in summary["bursts"]] == [(50, 50)] * 3
+    assert summary["settings"]["burst_size"] == 50 and summary["settings"]["interval_s"] == 5
+    # 150 uploads in 10 s from one client pass RATE_LIMIT_UPLOADS (120/minute): the tool waits, and says so.
+    throttled = summary["throttled"]["uploads"]
+    assert (f"{throttled} uploads waited for the API's upload rate limit" in output) == (throttled > 0), output
 
 
 def test_analyze_results_as_written_names_what_it_analyses(bare_python: Path) -> None:

@@ -1,6 +1,9 @@
 """The load tools' record of one job: what each client-side time means."""
 
-from load_test.results import COMPLETED, JobResult
+import httpx
+
+from load_test.client import retry_after
+from load_test.results import COMPLETED, JobResult, summarize
 
 
 def uploaded_job() -> JobResult:
@@ -22,3 +25,22 @@ def test_observe_end_after_the_202_keeps_its_time() -> None:
     job.observe_end(101.25)
     assert job.observed_at == 101.25
     assert job.latency_ms == 1250.0
+
+
+def test_summary_counts_uploads_that_waited_for_the_rate_limit() -> None:
+    waited, direct = uploaded_job(), uploaded_job()
+    waited.throttled_s = 12.5
+    assert summarize([waited, direct, uploaded_job()], 1)["throttled"] == {"uploads": 1, "wait_s_max": 12.5}
+    assert summarize([direct], 1)["throttled"] == {"uploads": 0, "wait_s_max": 0.0}
+
+
+def test_retry_after_reads_the_429s_seconds_within_bounds() -> None:
+    def refused(**headers: str) -> httpx.Response:
+        return httpx.Response(429, headers=headers)
+
+    assert retry_after(refused(**{"Retry-After": "7"})) == 7.0
+    assert retry_after(refused(**{"Retry-After": "100000"})) == 60.0
+    assert retry_after(refused(**{"Retry-After": "-3"})) == 0.1
+    assert retry_after(refused(**{"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})) == 1.0
+    assert retry_after(refused(**{"Retry-After": "nan"})) == 1.0
+    assert retry_after(refused()) == 1.0
