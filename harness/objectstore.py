@@ -100,7 +100,7 @@ class PrivateStorageCluster:
                 start_new_session=True,
             )
         if role == "volume":
-            wait_for(lambda: port_open(volume_port(self.port, int(index))), 30, f"{member} to listen")
+            wait_for(lambda: port_open(volume_port(self.port, int(index))), 90, f"{member} to listen")
 
     def kill_member(self, member: str) -> None:
         """SIGKILL: the member vanishes without telling the master."""

@@ -116,10 +116,14 @@ def notified_at(notifier_log: str) -> list[float]:
 def assert_completed_once(
     connection: pika.BlockingConnection, capture: str, jobs: list[str], worker_logs: list[str]
 ) -> tuple[Counter, "WorkerLedger"]:
-    """Every job in `jobs` completed exactly once: one `job.completed` event in the capture queue
-    and one committed result in the workers' logs; no `job.failed`. Returns both counts."""
+    """Every job in `jobs` completed exactly once: one `job.completed` change in the capture queue
+    and one committed result in the workers' logs; no `job.failed`. Returns both counts.
+
+    A publish whose confirm was lost with the broker node is sent again (at least once): the same
+    change twice, with the same revision. A job processed twice would complete at two revisions."""
     events = drain_events(connection, capture)
-    completed = Counter(e.job_id for e in events if e.event == "job.completed")
+    changes = {(e.job_id, e.revision) for e in events if e.event == "job.completed"}
+    completed = Counter(job_id for job_id, _revision in changes)
     assert [e for e in events if e.event != "job.completed"] == []
     assert set(completed) == set(jobs)
     assert per_job(completed, jobs) == {1: len(jobs)}, "a job completed more than once"
