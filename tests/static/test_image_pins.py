@@ -6,6 +6,7 @@ another registry one visible edit here rather than a surprise on a new machine.
 """
 
 import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,10 +106,19 @@ def dockerfile_bases(path: Path) -> list[str]:
     return bases
 
 
+def dockerfiles() -> list[Path]:
+    """The repository's own Dockerfiles: what git tracks, not what a test run leaves in the tree
+    (virtualenvs, the RabbitMQ 4 root with its /proc)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--", "Dockerfile", "**/Dockerfile"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return [ROOT / line for line in sorted(listed.stdout.split())]
+
+
 def dockerfile_images() -> dict[str, str]:
     return {
         f"{path.relative_to(ROOT)}: {i}": base
-        for path in sorted(ROOT.glob("**/Dockerfile")) if ".venv" not in path.parts
+        for path in dockerfiles()
         for i, base in enumerate(dockerfile_bases(path))
     }
 
