@@ -234,15 +234,21 @@ def test_jpeg_draft_matches_full_decode(large_jpeg, operation):
     assert mean_difference(result, expected) < 3
 
 
-def test_jpeg_draft_used_for_downscaling(large_jpeg, monkeypatch):
-    drafts = []
+@pytest.fixture
+def drafts(monkeypatch) -> list:
+    """What each JPEG draft request returned: (mode, box of the decoded image in source pixels)."""
+    seen: list = []
     original = JpegImagePlugin.JpegImageFile.draft
 
-    def spy(self, mode, size):
-        drafts.append(original(self, mode, size))
-        return drafts[-1]
+    def spy(self, mode, request):
+        seen.append(original(self, mode, request))
+        return seen[-1]
 
     monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    return seen
+
+
+def test_jpeg_draft_used_for_downscaling(large_jpeg, drafts):
     run(large_jpeg, [Resize(width=800)])
     run(large_jpeg, [Filter(type="invert"), Resize(width=800)])
     assert len(drafts) == 1  # only when the resize comes first
@@ -262,15 +268,7 @@ def test_jpeg_draft_used_for_downscaling(large_jpeg, monkeypatch):
         ((1001, 667), Resize(width=333), 2),  # 3.006: 1/2, never below the output
     ],
 )
-def test_jpeg_draft_scale_whatever_the_aspect_ratio(size, operation, scale, monkeypatch):
-    drafts = []
-    original = JpegImagePlugin.JpegImageFile.draft
-
-    def spy(self, mode, request):
-        drafts.append(original(self, mode, request))
-        return drafts[-1]
-
-    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+def test_jpeg_draft_scale_whatever_the_aspect_ratio(size, operation, scale, drafts):
     source = encode(make_photo(size), "JPEG", quality=90)
     full = Image.open(BytesIO(source))
     full.load()
