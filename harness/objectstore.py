@@ -12,6 +12,10 @@ from harness.processes import PROJECT_DIR, port_open, wait_for
 from tools.objectstore import ports_used, volume_port
 
 S3_KEYS = {"S3_ACCESS_KEY": "imgpipe-test", "S3_SECRET_KEY": "imgpipe-test-secret"}
+# The suite makes a bucket per test module and per own system, hundreds in one run; SeaweedFS's
+# default (free disk / volume size) allowed only 78 on a machine with 80 GB free. Volumes are
+# sparse files, so a high cap costs nothing.
+TEST_MAX_VOLUMES = 5000
 
 
 def free_s3_port(volume_servers: int = 0) -> int:
@@ -27,10 +31,13 @@ def free_s3_port(volume_servers: int = 0) -> int:
 class PrivateObjectStore:
     """Can be stopped and started again on the same port and data, like an outage."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, max_volumes: int = TEST_MAX_VOLUMES
+    ) -> None:
         """`env`: more settings for the launcher (S3_PRESIGN_* for a read-only second key)."""
         self.data_dir = data_dir
         self.env = env or {}
+        self.max_volumes = max_volumes
         self.port = free_s3_port()
         self.endpoint = f"127.0.0.1:{self.port}"
         self._process: subprocess.Popen | None = None
@@ -38,7 +45,8 @@ class PrivateObjectStore:
     def start(self) -> "PrivateObjectStore":
         with open(self.data_dir.parent / f"seaweedfs-{self.port}.log", "ab") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "tools.objectstore", "--dir", str(self.data_dir), "--port", str(self.port)],
+                [sys.executable, "-m", "tools.objectstore", "--dir", str(self.data_dir), "--port", str(self.port),
+                 "--max-volumes", str(self.max_volumes)],
                 cwd=PROJECT_DIR, env={**os.environ, **S3_KEYS, **self.env}, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )

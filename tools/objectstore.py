@@ -57,7 +57,10 @@ def _listen(port: int) -> list[str]:
     return ["-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-port={port}", f"-port.grpc={port + GRPC_OFFSET}"]
 
 
-def weed_command(data_dir: Path, s3_port: int, role: str = "mini", index: int = 0) -> list[str]:
+def weed_command(
+    data_dir: Path, s3_port: int, role: str = "mini", index: int = 0, max_volumes: int = 0
+) -> list[str]:
+    """`max_volumes` (mini only): 0 lets SeaweedFS derive it from free disk space."""
     master = f"127.0.0.1:{s3_port + MASTER_OFFSET}"
     if role == "mini":
         return [
@@ -68,6 +71,7 @@ def weed_command(data_dir: Path, s3_port: int, role: str = "mini", index: int = 
             "-master.telemetry=false",
             "-admin.ui=false",
             "-webdav=false",
+            f"-volume.max={max_volumes}",
         ] + [
             f"-{flag}={port}"
             for flag, port in zip(
@@ -135,8 +139,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(settings.s3_endpoint.rsplit(":", 1)[-1]), help="S3 port")
     parser.add_argument("--role", choices=ROLES, default="mini", help="one process (mini) or one cluster member")
     parser.add_argument("--index", type=int, default=0, help="which volume server (--role volume)")
+    parser.add_argument(
+        "--max-volumes", type=int, default=0,
+        help="volumes a mini instance may create (0: from free disk space). Every bucket is a collection with "
+        "volumes of its own, so an instance holding many buckets (the tests') needs more than a small disk gives",
+    )
     args = parser.parse_args()
-    command = weed_command(args.dir.resolve(), args.port, args.role, args.index)
+    command = weed_command(args.dir.resolve(), args.port, args.role, args.index, args.max_volumes)
     for flag in command:
         if flag.startswith(("-dir=", "-mdir=", "-defaultStoreDir=")):
             Path(flag.split("=", 1)[1]).mkdir(parents=True, exist_ok=True)
