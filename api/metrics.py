@@ -163,6 +163,10 @@ def worker_families(totals: Totals) -> Iterator[Metric]:
     yield CounterMetricFamily(
         "imgpipe_job_retries", "Transient failures sent to a retry queue (global)", value=totals.retried
     )
+    yield CounterMetricFamily(
+        "imgpipe_jobs_cancelled", "Jobs cancelled by their clients, as the workers ended them (global)",
+        value=totals.cancelled,
+    )
     yield _histogram(
         "imgpipe_job_processing_seconds",
         "Processing time of completed jobs: started by a worker to finished (global)", totals.processing_s,

@@ -92,6 +92,7 @@ class Monitoring:
                 "completed": totals.completed_total,
                 "failed": totals.failed_total,
                 "retried": totals.retried,
+                "cancelled": totals.cancelled,
                 "completed_by_operations": dict(sorted(totals.completed.items())),
                 "failed_by_reason": dict(sorted(totals.failed_by_reason.items())),
                 "failed_by_operations": _by_operations(totals),

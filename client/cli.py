@@ -26,7 +26,7 @@ import httpx
 from httpx_sse import connect_sse
 
 DEFAULT_URL = "http://localhost:8000"
-FINAL = ("completed", "failed")
+FINAL = ("completed", "failed", "cancelled")
 OK, FAILED, UNUSABLE = 0, 1, 2
 STREAM_RECONNECTS = 20
 

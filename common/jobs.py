@@ -25,6 +25,7 @@ class JobStatus(StrEnum):
     RETRYING = "retrying"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 _EVENT_NAMES: dict[JobStatus, JobEventName] = {
@@ -33,7 +34,9 @@ _EVENT_NAMES: dict[JobStatus, JobEventName] = {
     JobStatus.RETRYING: "job.retrying",
     JobStatus.COMPLETED: "job.completed",
     JobStatus.FAILED: "job.failed",
+    JobStatus.CANCELLED: "job.cancelled",
 }
+FINAL = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 class IllegalTransition(ValueError):
@@ -109,6 +112,8 @@ class JobRecord(BaseModel):
     #     │                 ▼  │start
     #     └──── reset ──── retrying
     #
+    # queued, processing or retrying ──cancel──▶ cancelled (asked by the client; final)
+    #
     # A redelivered job may start again while it says processing (its worker died mid-job).
 
     @classmethod
@@ -158,13 +163,22 @@ class JobRecord(BaseModel):
         self.error = self.error_reason = None
         self.started_at = self.finished_at = self.next_attempt_at = None
 
+    def cancel(self, at: datetime) -> None:
+        """Stopped at its client's request; `at` is when it was asked, so the record written by the
+        API and the one a worker may write again after a race say the same."""
+        self._require("cancel", JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.RETRYING)
+        self.revision += 1
+        self.status = JobStatus.CANCELLED
+        self.finished_at = at
+        self.next_attempt_at = None
+
     def note_webhook(self, delivery: "WebhookDelivery") -> None:
-        self._require("note_webhook", JobStatus.COMPLETED, JobStatus.FAILED)
+        self._require("note_webhook", *FINAL)
         self.webhook = delivery
 
     @property
     def finished(self) -> bool:
-        return self.status in (JobStatus.COMPLETED, JobStatus.FAILED)
+        return self.status in FINAL
 
     def _require(self, change: str, *allowed: JobStatus) -> None:
         if self.status not in allowed:

@@ -84,9 +84,11 @@ class ResultInfo(BaseModel):
     content_type: str
 
 
-JobStatusName = Literal["queued", "processing", "retrying", "completed", "failed"]
-FINAL_STATUSES: tuple[JobStatusName, ...] = ("completed", "failed")
-JobEventName = Literal["job.queued", "job.processing", "job.retrying", "job.completed", "job.failed"]
+JobStatusName = Literal["queued", "processing", "retrying", "completed", "failed", "cancelled"]
+FINAL_STATUSES: tuple[JobStatusName, ...] = ("completed", "failed", "cancelled")
+JobEventName = Literal[
+    "job.queued", "job.processing", "job.retrying", "job.completed", "job.failed", "job.cancelled"
+]
 
 
 class JobEvent(BaseModel):

@@ -156,6 +156,7 @@ class UploadLimits:
     default_quality: int
     # The logo presets watermark(image=...) may name, as found when the API started.
     logos: frozenset[str] = frozenset()
+    idempotency_ttl_s: int = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -258,6 +259,8 @@ class Settings(BaseSettings):
     default_quality: int = Field(85, ge=1, le=100)
     # Jobs waiting in the work queue; past it, uploads get 503 and nothing is stored.
     max_queued_jobs: int = Field(10_000, ge=1)
+    # How long an upload's Idempotency-Key stands for its job; after it the key makes a new one.
+    idempotency_ttl_s: int = Field(24 * 3600, ge=1)
 
     # Worker
     worker_name: str | None = None
@@ -377,6 +380,7 @@ class Settings(BaseSettings):
             default_operations=self.default_operations,
             default_quality=self.default_quality,
             logos=preset_names(logo_dir(self.watermark_dir)),
+            idempotency_ttl_s=self.idempotency_ttl_s,
         )
 
     @property

@@ -6,6 +6,7 @@ worth retrying later).
 """
 
 import io
+import itertools
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from common.settings import StorageSettings
 logger = logging.getLogger(__name__)
 
 _MISSING_CODES = {"NoSuchKey", "NoSuchObject"}
+_CLAIMED_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
 
 
 class StorageError(Exception):
@@ -94,6 +96,20 @@ class ObjectStore:
                 metadata=None if metadata is None else {**metadata},
             )
 
+    def create(self, key: str, data: bytes, content_type: str) -> bool:
+        """Writes the object only if no object has the key (S3's `If-None-Match: *`); False if one
+        has (412), or another create of it is under way (409). minio-py's put_object cannot send
+        that header, so this goes through the client's own signed request path."""
+        headers = {"If-None-Match": "*", "Content-Type": content_type}
+        with _translated(key):
+            try:
+                self._client._put_object(self.bucket, key, data, headers)
+            except S3Error as exc:
+                if exc.code in _CLAIMED_CODES or exc.response.status in (409, 412):
+                    return False
+                raise
+        return True
+
     def get(self, key: str) -> bytes:
         with _translated(key):
             response = self._client.get_object(self.bucket, key)
@@ -123,6 +139,12 @@ class ObjectStore:
                 (obj.object_name, obj.last_modified)
                 for obj in self._client.list_objects(self.bucket, prefix=prefix, recursive=True)
             ]
+
+    def list_after(self, prefix: str, start_after: str | None, limit: int) -> list[str]:
+        """At most `limit` keys under `prefix` that sort after `start_after`, in key order."""
+        with _translated(prefix):
+            found = self._client.list_objects(self.bucket, prefix=prefix, recursive=True, start_after=start_after)
+            return [obj.object_name for obj in itertools.islice(found, limit) if obj.object_name is not None]
 
     def list(self, prefix: str) -> list[str]:
         """The keys under `prefix`, in key order."""

@@ -63,8 +63,9 @@ NOTIFICATIONS_DEAD_LETTER_QUEUE = "images.notifications.dead"
 NOTIFICATION_RETRY_QUEUE_PREFIX = "images.notifications.retry"
 EVENT_COMPLETED: Final = "job.completed"
 EVENT_FAILED: Final = "job.failed"
+EVENT_CANCELLED: Final = "job.cancelled"
 PROGRESS_ROUTING_PREFIX = "progress"
-FINAL_EVENTS = (EVENT_COMPLETED, EVENT_FAILED)
+FINAL_EVENTS = (EVENT_COMPLETED, EVENT_FAILED, EVENT_CANCELLED)
 # An API replica's feed of live events holds at most this many; past it the oldest go first.
 EVENT_FEED_MAX_LENGTH = 10_000
 
@@ -201,7 +202,7 @@ def _declare_grown(channel: BlockingChannel, queue: str, arguments: dict[str, ob
 
 
 def event_routing_key(status: str) -> str:
-    """`job.completed` / `job.failed` reach the notifier; the other changes only the live streams."""
+    """`job.completed` / `job.failed` / `job.cancelled` reach the notifier; the other changes only the live streams."""
     final = f"job.{status}"
     return final if final in FINAL_EVENTS else f"{PROGRESS_ROUTING_PREFIX}.{status}"
 

@@ -70,7 +70,7 @@ class System:
 
     def wait_finished(self, job_id: str, timeout: float = 60, key: str | None = None) -> dict:
         return wait_for(
-            lambda: (s := self.status(job_id, key))["status"] in ("completed", "failed") and s,
+            lambda: (s := self.status(job_id, key))["status"] in ("completed", "failed", "cancelled") and s,
             timeout, f"job {job_id} to finish",
         )
 

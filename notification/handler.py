@@ -25,7 +25,7 @@ from common.jobs import IllegalTransition, JobRecord, JobStatus, JobStore, Webho
 from common.logs import job_logger
 from common.messages import Header, JobEvent
 from common.storage import ObjectStore, StorageError
-from common.topology import EVENT_COMPLETED, EVENT_FAILED, RETRY_EXCHANGE, RetryStep
+from common.topology import EVENT_CANCELLED, EVENT_COMPLETED, EVENT_FAILED, RETRY_EXCHANGE, RetryStep
 from notification.webhook import AttemptResult, WebhookSender
 
 logger = logging.getLogger("notification")
@@ -184,7 +184,7 @@ class EventHandler:
 
 
 def _event_name(record: JobRecord) -> str:
-    return EVENT_COMPLETED if record.status is JobStatus.COMPLETED else EVENT_FAILED
+    return {JobStatus.COMPLETED: EVENT_COMPLETED, JobStatus.CANCELLED: EVENT_CANCELLED}.get(record.status, EVENT_FAILED)
 
 
 def webhook_body(record: JobRecord, download_url: str | None) -> bytes:
@@ -215,5 +215,7 @@ def _log_event(record: JobRecord) -> None:
             record.job_id, record.worker, record.result.width, record.result.height,
             record.result.format, record.result.bytes,
         )
+    elif record.status is JobStatus.CANCELLED:
+        log.info("job %s cancelled by its client", record.job_id)
     else:
         log.info("job %s failed after %d attempts: %s", record.job_id, record.attempts, record.error)

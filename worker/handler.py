@@ -15,9 +15,14 @@ away), the broker has already handed the message to another consumer: the job st
 stores a result and before it publishes anything, and the copy that was redelivered finishes it
 (seeing a `completed` record, it only publishes the event). A job is thus completed once, not
 once per delivery.
+
+A job its client cancelled (common/cancellation.py) is acked without work when its record says so;
+one cancelled while it runs is stopped (the image process killed) and ends `cancelled`, with no
+result stored and no dead letter.
 """
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,6 +31,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from common.amqp import Delivery, DeliveryLost, Outcome, PublishFailed
+from common.cancellation import CancelRequests
 from common.jobs import JobRecord, JobStatus, JobStore, original_key, publish_event, result_key
 from common.logs import job_logger
 from common.messages import Header, JobMessage, ResultInfo, utcnow
@@ -37,7 +43,7 @@ from common.topology import (
     RETRY_EXCHANGE,
     retry_steps,
 )
-from worker.isolation import Pipeline, PipelineRequest
+from worker.isolation import Pipeline, PipelineCancelled, PipelineRequest
 from worker.pipeline import ImageRejected, ProcessedImage
 from worker.stats import WorkerStats
 
@@ -75,6 +81,7 @@ class JobHandler:
         # record is read, and the "processing" record is written while the image is processed.
         self._io = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"{worker_name}-io")
         self._stats = stats
+        self._cancels = CancelRequests(store)
 
     def __call__(self, delivery: Delivery) -> Outcome:
         try:
@@ -113,6 +120,10 @@ class JobHandler:
                 log.info("already completed; publishing its event again and acking")
                 self._publish_event(record, delivery)
                 return Outcome.ACK
+            if record.status is JobStatus.CANCELLED:
+                log.info("cancelled by its client; acking without running it")
+                self._stats.cancelled()
+                return Outcome.ACK
             attempt = max(attempt, record.attempts + 1)
             if attempt > self._settings.retries.attempts:
                 # Every attempt died with its worker (nothing was recorded of how): say how many there were.
@@ -148,15 +159,20 @@ class JobHandler:
             except ObjectMissing as exc:
                 raise PermanentFailure("original_missing", str(exc)) from exc
             try:
-                processed = self._process(data, message)
+                processed = self._process(data, message, lambda: self._cancel_asked(record.job_id))
             except ImageRejected as exc:
                 raise PermanentFailure(exc.reason, str(exc)) from exc
+        except PipelineCancelled:
+            processed = None
         finally:
             wait([writing])  # the record's next write (completed, failed, retrying) comes after it
         writing.result()  # a failed status write is a transient failure, as it was when written first
 
         if delivery.lost.is_set():
             raise DeliveryLost("the broker connection was lost while the image was processed")
+        if processed is None or self._cancels.find(record.job_id) is not None:
+            self._end_cancelled(record, delivery)
+            return
         key = result_key(record.job_id, processed.format)
         self._store.put(key, processed.data, content_type=processed.content_type)
         record.complete(
@@ -178,7 +194,33 @@ class JobHandler:
         )
         self._publish_event(record, delivery)
 
-    def _process(self, data: bytes, message: JobMessage) -> ProcessedImage:
+    def _cancel_asked(self, job_id: str) -> bool:
+        """Polled while the image is processed: a storage hiccup is not a cancel (the check before
+        the result is stored asks again, and does not swallow it)."""
+        try:
+            return self._cancels.find(job_id) is not None
+        except StorageUnavailable:
+            return False
+
+    def _end_cancelled(self, record: JobRecord, delivery: Delivery) -> None:
+        """Nothing is stored. The API already wrote the record `cancelled`; if this worker's own
+        `processing` write landed after it, the record is made `cancelled` again, with the request's
+        time, so the event and webhook are the same ones."""
+        log = job_logger(logger, record.job_id)
+        self._stats.cancelled()
+        request = self._cancels.find(record.job_id)
+        current = self._jobs.get(record.job_id)
+        if request is None or current is None or current.status is JobStatus.CANCELLED:
+            log.info("cancelled while processing; stopped, nothing stored")
+            return
+        current.cancel(request.requested_at)
+        self._jobs.save(current)
+        log.info("cancelled while processing; stopped, nothing stored, record written cancelled again")
+        self._publish_event(current, delivery)
+
+    def _process(
+        self, data: bytes, message: JobMessage, cancelled: Callable[[], bool] | None = None
+    ) -> ProcessedImage:
         return self._pipeline.run(
             PipelineRequest(
                 data=data,
@@ -193,7 +235,8 @@ class JobHandler:
                 max_frames=self._settings.max_frames,
                 max_bytes=message.max_bytes,
                 logo_dir=self._settings.logo_dir,
-            )
+            ),
+            cancelled,
         )
 
     def start(self) -> None:

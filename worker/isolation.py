@@ -15,6 +15,8 @@ import resource
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -31,6 +33,12 @@ logger = logging.getLogger(__name__)
 KILL_MARGIN_S = 0.5
 STARTUP_TIMEOUT_S = 60.0
 READY = "ready"
+# How often a running job asks whether it was cancelled (each ask may be a storage round trip).
+CANCEL_POLL_S = 0.25
+
+
+class PipelineCancelled(Exception):
+    """The job was cancelled while its image was processed; the image process was stopped."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,7 @@ class Pipeline(Protocol):
 
     def start(self) -> None: ...
 
-    def run(self, request: PipelineRequest) -> ProcessedImage: ...
+    def run(self, request: PipelineRequest, cancelled: Callable[[], bool] | None = None) -> ProcessedImage: ...
 
     def close(self) -> None: ...
 
@@ -81,7 +89,9 @@ class PipelineProcess:
             self._kill()
             raise RuntimeError("the image process did not start")
 
-    def run(self, request: PipelineRequest) -> ProcessedImage:
+    def run(self, request: PipelineRequest, cancelled: Callable[[], bool] | None = None) -> ProcessedImage:
+        """The processed image; `cancelled` is asked every CANCEL_POLL_S while the child works, and
+        when it says so the child is killed (a fresh one takes the next job)."""
         self.start()
         assert self._connection is not None
         try:
@@ -92,10 +102,7 @@ class PipelineProcess:
             self.start()
             assert self._connection is not None
             self._connection.send(request)
-        try:
-            ready = self._connection.poll(request.time_limit_s + KILL_MARGIN_S)
-        except (EOFError, OSError):
-            ready = True  # the child is gone: recv below says so
+        ready = self._wait(request.time_limit_s + KILL_MARGIN_S, cancelled)
         if not ready:
             self._kill()
             raise ImageRejected(
@@ -113,6 +120,24 @@ class PipelineProcess:
             return processed
         reason, message = payload
         raise ImageRejected(reason, message)
+
+    def _wait(self, limit_s: float, cancelled: Callable[[], bool] | None) -> bool:
+        """Whether the child answered within `limit_s`; raises PipelineCancelled if asked to stop first."""
+        assert self._connection is not None
+        deadline = time.monotonic() + limit_s
+        while True:
+            remaining = deadline - time.monotonic()
+            step = remaining if cancelled is None else min(CANCEL_POLL_S, remaining)
+            try:
+                if self._connection.poll(max(0.0, step)):
+                    return True
+            except (EOFError, OSError):
+                return True  # the child is gone: recv says so
+            if remaining <= step:
+                return False
+            if cancelled is not None and cancelled():
+                self._kill()
+                raise PipelineCancelled("the job was cancelled while its image was processed")
 
     def close(self) -> None:
         """Closing its end of the socket ends the child; it is killed if it lingers."""

@@ -1,6 +1,6 @@
 """One worker process's statistics, written to the bucket as a snapshot (see common/observability/stats.py).
 
-The handler reports outcomes (`completed`, `failed`, `retried`); `track` wraps the handler to
+The handler reports outcomes (`completed`, `failed`, `retried`, `cancelled`); `track` wraps the handler to
 measure busy time. Snapshots are written by a background thread every `interval_s`, and sooner
 after a job when the last write is older than that, so fast jobs cost no storage round trip each.
 Writing never fails a job: storage errors are logged and the next write tries again. A process
@@ -67,6 +67,7 @@ class WorkerStats:
         self._completed: Counter[str] = Counter()
         self._failed: dict[str, Counter[str]] = {}
         self._retried = 0
+        self._cancelled = 0
         self._processing = Histogram()
         self._latency = Histogram()
         self._stopped = False
@@ -99,6 +100,10 @@ class WorkerStats:
     def retried(self) -> None:
         with self._lock:
             self._retried += 1
+
+    def cancelled(self) -> None:
+        with self._lock:
+            self._cancelled += 1
 
     def track(self, handler: Handler) -> Handler:
         """The handler, timed: the time inside it is the worker's busy time."""
@@ -160,6 +165,7 @@ class WorkerStats:
                 completed=dict(self._completed),
                 failed={reason: dict(counts) for reason, counts in self._failed.items()},
                 retried=self._retried,
+                cancelled=self._cancelled,
                 processing_s=self._processing.model_copy(deep=True),
                 latency_s=self._latency.model_copy(deep=True),
                 recent=recent,

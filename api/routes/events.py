@@ -2,7 +2,7 @@
 job's (`GET /events`, operators'). The waiting side of `GET /status/{id}?wait=S` is here too.
 
 One job's stream sends the job's state at once (so a client arriving after the end gets the end),
-then every change, and ends after `completed` or `failed`. Event ids are the job's revision: a
+then every change, and ends after `completed`, `failed` or `cancelled`. Event ids are the job's revision: a
 client that reconnects with `Last-Event-ID` is sent only what is newer. `GET /events` ids are
 `<job_id>:<revision>`; a replica remembers its last events and resumes after the one named, or says
 `gap` when it no longer has it.
@@ -44,7 +44,9 @@ _EVENT: dict[str, Any] = {
         "id": {"type": "string", "description": "the job's revision (`<job_id>:<revision>` on /events)"},
         "event": {
             "type": "string",
-            "enum": ["queued", "processing", "retrying", "completed", "failed", "feed", "gap", "error"],
+            "enum": [
+                "queued", "processing", "retrying", "completed", "failed", "cancelled", "feed", "gap", "error"
+            ],
             "description": "the job's status; `feed`: the API lost or regained the broker; `gap`: events were "
             "missed; `error`: the stream ends",
         },
@@ -159,7 +161,7 @@ async def job_events(
     client: CurrentClient,
     last_event_id: Annotated[str, _last_event_id(JOB_EVENT_ID, "3")] = "",
 ) -> EventSourceResponse:
-    """The job's status now, then every change, until `completed` or `failed`."""
+    """The job's status now, then every change, until `completed`, `failed` or `cancelled`."""
     after = parse_revision(last_event_id)
     stack, subscription = _open(request, client, job_id)
     try:

@@ -7,8 +7,8 @@ const el = (tag, props = {}, ...children) => {
   for (const child of children) node.append(child);
   return node;
 };
-const FINAL = new Set(["completed", "failed"]);
-const STEPS = { queued: 1, processing: 2, retrying: 2, completed: 3, failed: 3 };
+const FINAL = new Set(["completed", "failed", "cancelled"]);
+const STEPS = { queued: 1, processing: 2, retrying: 2, completed: 3, failed: 3, cancelled: 3 };
 
 // --- the API ---------------------------------------------------------------------------------
 

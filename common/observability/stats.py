@@ -140,6 +140,7 @@ class WorkerSnapshot(BaseModel):
     completed: dict[str, int] = Field(default_factory=dict)  # operations label -> jobs
     failed: dict[str, dict[str, int]] = Field(default_factory=dict)  # reason -> operations label -> jobs
     retried: int = 0
+    cancelled: int = 0  # jobs this worker found cancelled (acked without work, or stopped mid-way)
     processing_s: Histogram = Field(default_factory=Histogram)
     latency_s: Histogram = Field(default_factory=Histogram)
     recent: RecentWindow = Field(default_factory=RecentWindow)
@@ -183,6 +184,7 @@ class Totals:
     completed: Counter[str] = field(default_factory=Counter)  # operations label -> jobs
     failed: Counter[tuple[str, str]] = field(default_factory=Counter)  # (operations label, reason) -> jobs
     retried: int = 0
+    cancelled: int = 0
     busy_s: float = 0.0
     wall_s: float = 0.0
     processing_s: Histogram = field(default_factory=Histogram)
@@ -233,6 +235,7 @@ def aggregate(snapshots: Iterable[WorkerSnapshot], now: float) -> Totals:
             for operations, count in by_operations.items():
                 totals.failed[(operations, reason)] += count
         totals.retried += snap.retried
+        totals.cancelled += snap.cancelled
         totals.busy_s += snap.busy_s
         totals.wall_s += snap.wall_s
         if not (totals.processing_s.add(snap.processing_s) and totals.latency_s.add(snap.latency_s)):

@@ -4,14 +4,14 @@ switches to make the next calls fail the way the real services do."""
 
 import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import BinaryIO
 
 from common.amqp import DeliveryLost, PublishFailed, QueueFull
 from common.storage import ObjectMissing, StorageUnavailable
-from worker.isolation import PipelineRequest
+from worker.isolation import PipelineCancelled, PipelineRequest
 from worker.pipeline import ProcessedImage, process_image
 
 
@@ -117,8 +117,10 @@ class InProcessPipeline:
     def start(self) -> None:
         pass
 
-    def run(self, request: PipelineRequest) -> ProcessedImage:
+    def run(self, request: PipelineRequest, cancelled: Callable[[], bool] | None = None) -> ProcessedImage:
         next(self.runs)
+        if cancelled is not None and cancelled():
+            raise PipelineCancelled("the job was cancelled while its image was processed")
         return process_image(
             request.data, request.operations, request.output_format, request.quality,
             request.max_pixels, max_output_pixels=request.max_output_pixels,
