@@ -16,6 +16,7 @@ from typing import BinaryIO
 import urllib3
 from minio import Minio
 from minio.error import MinioException, S3Error
+from minio.helpers import DictType
 
 from common.settings import StorageSettings
 
@@ -100,7 +101,7 @@ class ObjectStore:
         """Writes the object only if no object has the key (S3's `If-None-Match: *`); False if one
         has (412), or another create of it is under way (409). minio-py's put_object cannot send
         that header, so this goes through the client's own signed request path."""
-        headers = {"If-None-Match": "*", "Content-Type": content_type}
+        headers: DictType = {"If-None-Match": "*", "Content-Type": content_type}
         with _translated(key):
             try:
                 self._client._put_object(self.bucket, key, data, headers)
