@@ -32,6 +32,14 @@ class NotFinished(ApiError):
     """The job has no result (yet, or ever)."""
 
 
+class AlreadyFinished(ApiError):
+    """The job has ended (completed or failed): it cannot be cancelled."""
+
+
+class RequestInFlight(ApiError):
+    """An earlier request with the same Idempotency-Key is still being handled."""
+
+
 class Unauthenticated(ApiError):
     pass
 

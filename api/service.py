@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from api import errors
+from api.job_index import add_to_index, remove_from_index
 from api.uploads import parse_choice, parse_output_format, safe_filename, sniff_image
 from common import amqp
 from common.clients import Client
@@ -102,6 +103,7 @@ def submit_job(upload: Upload, ports: JobsPorts) -> JobRecord:
         # The original before the record: a record never claims an original that is not there.
         ports.store.put_file(record.original.key, upload.file, upload.size, image.content_type, {"job-id": job_id})
         ports.jobs.save(record)
+        add_to_index(ports.store, record)
     except StorageError as exc:
         raise unavailable("object storage", exc, ", the job was not queued") from exc
     try:
@@ -214,6 +216,7 @@ def _forget(ports: JobsPorts, record: JobRecord) -> None:
     try:
         ports.jobs.delete(record.job_id)
         ports.store.delete(record.original.key)
+        remove_from_index(ports.store, record)
     except StorageError:
         logger.exception("could not remove an unqueued job", extra={"job_id": record.job_id})
 

@@ -2,18 +2,33 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, File, Form, Query, Request, Response, UploadFile, status
-from fastapi.responses import StreamingResponse
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    Depends,
+    File,
+    Form,
+    Header,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+    status,
+)
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 
-from api import service
+from api import idempotency, service
 from api.auth import CurrentClient
-from api.dependencies import ServicesDep
+from api.dependencies import Services, ServicesDep
 from api.events import MAX_WAIT_S
+from api.idempotency import raw_form
 from api.problems import documented
 from api.routes.events import wait_for_change
 from api.schemas import JobAccepted, JobStatusResponse, ResultWithUrl
 from common.formats import CONTENT_TYPES, MAX_MAX_BYTES, MIN_MAX_BYTES, OUTPUT_FORMATS
+from common.jobs import JobRecord
 
 router = APIRouter(tags=["jobs"])
 
@@ -28,7 +43,7 @@ _JOB_LINKS = {
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobAccepted,
     operation_id="upload",
-    responses={202: {"links": _JOB_LINKS}, **documented(401, 413, 415, 422, 429, 503)},
+    responses={202: {"links": _JOB_LINKS}, **documented(401, 409, 413, 415, 422, 429, 503)},
 )
 def upload(
     request: Request,
@@ -70,22 +85,37 @@ def upload(
         str | None,
         Form(description="public http(s) URL called with the completion event, signed (Standard Webhooks)"),
     ] = None,
-) -> JobAccepted:
-    record = service.submit_job(
-        service.Upload(
-            client=client, file=file.file, size=file.size or 0, filename=file.filename,
-            operations=operations, output_format=output_format, quality=quality, callback_url=callback_url,
-            color=color, metadata=metadata, max_bytes=max_bytes,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=idempotency.HEADER,
+            description="the same key with the same request within IDEMPOTENCY_TTL_S answers the first job again",
         ),
-        services.jobs_ports,
-    )
+    ] = None,
+    form: Annotated[FormData | None, Depends(raw_form)] = None,
+) -> JobAccepted | JSONResponse:
+    claim = None
+    if idempotency_key is not None and form is not None:
+        begun = idempotency.begin(services.store, client, idempotency_key, form, services.limits.idempotency_ttl_s)
+        if isinstance(begun, idempotency.Answer):
+            return idempotency.replay(begun)
+        claim = begun
+    with idempotency.released_on_error(claim):
+        record = service.submit_job(
+            service.Upload(
+                client=client, file=file.file, size=file.size or 0, filename=file.filename,
+                operations=operations, output_format=output_format, quality=quality, callback_url=callback_url,
+                color=color, metadata=metadata, max_bytes=max_bytes,
+            ),
+            services.jobs_ports,
+        )
     request.state.accepted_operations = [operation.name for operation in record.operations]
     # After the answer: the live streams learn of the job without the upload waiting for the broker.
     background.add_task(service.announce, record, services.publisher)
     public_url = services.public_url
     status_url = f"{public_url}/status/{record.job_id}"
     response.headers["Location"] = status_url
-    return JobAccepted(
+    accepted = JobAccepted(
         job_id=record.job_id,
         status=record.status,
         operations=record.operations,
@@ -97,6 +127,9 @@ def upload(
         status_url=status_url,
         result_url=f"{public_url}/result/{record.job_id}",
     )
+    if claim is not None:
+        claim.complete(idempotency.Answer(status_code=202, body=accepted.model_dump(mode="json"), location=status_url))
+    return accepted
 
 
 @router.get(
@@ -117,6 +150,10 @@ async def job_status(
         record = await wait_for_change(request, client, job_id, wait, services)
     else:
         record = await run_in_threadpool(service.find_job, job_id, client, services.jobs)
+    return status_response(record, services)
+
+
+def status_response(record: JobRecord, services: Services) -> JobStatusResponse:
     result = None
     if record.result is not None:
         result = ResultWithUrl(

@@ -65,6 +65,17 @@ class MemoryObjectStore:
         self._check()
         return sorted((key, self.modified.get(key)) for key in self.objects if key.startswith(prefix))
 
+    def create(self, key: str, data: bytes, content_type: str) -> bool:
+        if key in self.objects:
+            self._check()
+            return False
+        self.put(key, data, content_type)
+        return True
+
+    def list_after(self, prefix: str, start_after: str | None, limit: int) -> list[str]:
+        keys = [key for key, _ in self.list_dated(prefix) if start_after is None or key > start_after]
+        return keys[:limit]
+
     def presigned_url(self, key: str) -> str:
         return f"memory://{key}"
 

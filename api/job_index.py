@@ -1,0 +1,41 @@
+"""The index GET /jobs lists from: an empty object per job and lister, written at upload.
+
+`index/<lister>/<reverse time>-<job id>`: the lister is a digest of the owning client (so a key
+never spells a client's name) or `all` (what an operator lists); the reverse time (milliseconds
+before a far date) makes S3's key order newest first, and the job id keeps equal times apart.
+"""
+
+import hashlib
+import re
+
+from common.jobs import JobRecord
+from common.ports import ObjectStorage
+
+INDEX_PREFIX = "index/"
+EVERY_JOB = f"{INDEX_PREFIX}all/"
+_FAR_FUTURE_MS = 10**14
+ENTRY_PATTERN = re.compile(r"^(\d{14})-([0-9a-f]{32})$")
+
+
+def owner_prefix(owner: str | None) -> str:
+    identity = f"client:{owner}" if owner is not None else "anonymous"
+    return f"{INDEX_PREFIX}{hashlib.sha256(identity.encode()).hexdigest()[:32]}/"
+
+
+def entry_name(record: JobRecord) -> str:
+    created_ms = int(record.created_at.timestamp() * 1000)
+    return f"{_FAR_FUTURE_MS - created_ms:014d}-{record.job_id}"
+
+
+def index_keys(record: JobRecord) -> list[str]:
+    return [prefix + entry_name(record) for prefix in (owner_prefix(record.owner), EVERY_JOB)]
+
+
+def add_to_index(store: ObjectStorage, record: JobRecord) -> None:
+    for key in index_keys(record):
+        store.put(key, b"", content_type="application/octet-stream")
+
+
+def remove_from_index(store: ObjectStorage, record: JobRecord) -> None:
+    for key in index_keys(record):
+        store.delete(key)
