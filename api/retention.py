@@ -1,5 +1,5 @@
 """Stored images and job records expire: originals, results and records older than
-RETENTION_DAYS are deleted.
+RETENTION_DAYS are deleted, and with them cancel requests, idempotency claims and index entries.
 
 Under compose, a MinIO lifecycle rule does this instead (deploy/minio/setup.sh) and the sweep is
 off; the sweep here works with any S3 server, and is what the native stack (SeaweedFS) relies on. Every API
@@ -16,7 +16,9 @@ from common.storage import ObjectStore, StorageError
 
 logger = logging.getLogger(__name__)
 
-EXPIRING_PREFIXES = ("jobs/", "originals/", "results/")
+# A job's cancel request, idempotency claim and index entries are written when the job is, or later:
+# they go by the same age.
+EXPIRING_PREFIXES = ("jobs/", "originals/", "results/", "cancels/", "idempotency/", "index/")
 
 
 def sweep(store: ObjectStore, older_than: datetime) -> int:

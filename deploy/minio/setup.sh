@@ -2,8 +2,8 @@
 # docker-compose.yml's storage-setup job, run in MinIO's mc image with the root credentials, which
 # no service gets: the bucket; one key per service (imgpipe-api, -worker, -notification and
 # -presign, which signs download links) allowed only what that service does (policies/<service>.json);
-# and a lifecycle rule that deletes originals, results and job records RETENTION_DAYS after they
-# were written. Every step can run again: `docker compose up` runs it each time.
+# and a lifecycle rule that deletes originals, results, job records and their cancel requests,
+# idempotency claims and index entries RETENTION_DAYS after they were written. Every step can run again: `docker compose up` runs it each time.
 #
 # Reads MINIO_ROOT_USER, MINIO_ROOT_PASSWORD, S3_BUCKET, RETENTION_DAYS (days, may be fractional:
 # rounded up; 0: nothing expires) and S3_<SERVICE>_SECRET_KEY for each service.
@@ -13,7 +13,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ENDPOINT="${MINIO_ENDPOINT:-http://minio:9000}"
 SERVICES=(api worker notification presign)
 # The prefixes api/retention.py sweeps natively.
-EXPIRING_PREFIXES=(jobs/ originals/ results/)
+EXPIRING_PREFIXES=(jobs/ originals/ results/ cancels/ idempotency/ index/)
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 

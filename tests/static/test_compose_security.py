@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
+from api.idempotency import IDEMPOTENCY_PREFIX
+from api.job_index import EVERY_JOB
 from api.retention import EXPIRING_PREFIXES
+from common.cancellation import cancel_key
 from common.clients import new_webhook_secret
 from common.jobs import original_key, result_key
 from common.observability.stats import STATS_PREFIX
@@ -160,14 +163,17 @@ def test_storage_setup_runs_the_setup_script_with_the_policies(resolved: dict[st
 JOB = "0123456789abcdef0123456789abcdef"
 ORIGINAL, RESULT = original_key(JOB), result_key(JOB, "jpeg")
 RECORD, STATS = f"jobs/{JOB}.json", f"{STATS_PREFIX}w.json"
+CANCEL, CLAIM, INDEX = cancel_key(JOB), f"{IDEMPOTENCY_PREFIX}{JOB}", f"{EVERY_JOB}{JOB}"
 NEEDS = {
     "api": {
         ("s3:ListBucket", ""), ("s3:PutObject", ORIGINAL), ("s3:DeleteObject", ORIGINAL), ("s3:PutObject", RECORD),
         ("s3:GetObject", RECORD), ("s3:DeleteObject", RECORD), ("s3:GetObject", RESULT), ("s3:GetObject", STATS),
+        ("s3:PutObject", CANCEL), ("s3:PutObject", CLAIM), ("s3:GetObject", CLAIM), ("s3:DeleteObject", CLAIM),
+        ("s3:PutObject", INDEX), ("s3:DeleteObject", INDEX),
     },
     "worker": {
         ("s3:GetObject", ORIGINAL), ("s3:PutObject", RESULT), ("s3:GetObject", RECORD), ("s3:PutObject", RECORD),
-        ("s3:PutObject", STATS),
+        ("s3:PutObject", STATS), ("s3:GetObject", CANCEL),
     },
     "notification": {("s3:GetObject", RECORD), ("s3:PutObject", RECORD)},
     "presign": {("s3:GetObject", RESULT)},
