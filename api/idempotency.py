@@ -38,6 +38,7 @@ logger = logging.getLogger("api")
 HEADER = "Idempotency-Key"
 IDEMPOTENCY_PREFIX = "idempotency/"
 KEY_MAX_LENGTH = 255
+KEY_PATTERN = r"^[ -~]+$"  # printable ASCII
 # How long a duplicate waits for the first request's answer before it is told to come back.
 IN_FLIGHT_WAIT_S = 10.0
 IN_FLIGHT_POLL_S = 0.1

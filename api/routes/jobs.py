@@ -88,7 +88,8 @@ def upload(
     idempotency_key: Annotated[
         str | None,
         Header(
-            alias=idempotency.HEADER,
+            alias=idempotency.HEADER, min_length=1, max_length=idempotency.KEY_MAX_LENGTH,
+            pattern=idempotency.KEY_PATTERN,
             description="the same key with the same request within IDEMPOTENCY_TTL_S answers the first job again",
         ),
     ] = None,

@@ -7,9 +7,11 @@ from fastapi import APIRouter, Query
 from api import cancellation, listing
 from api.auth import CurrentClient
 from api.dependencies import ServicesDep
+from api.job_index import ENTRY_PATTERN
 from api.problems import documented
 from api.routes.jobs import status_response
 from api.schemas import JobStatusResponse
+from common.jobs import JobStatus
 
 router = APIRouter(tags=["jobs"])
 
@@ -18,10 +20,11 @@ router = APIRouter(tags=["jobs"])
 def list_jobs(
     services: ServicesDep,
     client: CurrentClient,
-    status: Annotated[str | None, Query(max_length=32, description="only jobs in this status")] = None,
+    status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
     limit: Annotated[int, Query(ge=1, le=listing.LIMIT_MAX, description="jobs per page")] = 20,
     cursor: Annotated[
-        str | None, Query(max_length=64, description="next_cursor of the page before: the page after it")
+        str | None,
+        Query(pattern=ENTRY_PATTERN.pattern, description="next_cursor of the page before: the page after it"),
     ] = None,
 ) -> listing.JobList:
     """The calling client's jobs (an operator's: every job), newest first."""

@@ -178,7 +178,7 @@ def test_a_key_reused_for_another_request_is_refused(keyed, sample_jpg, tmp_path
 
 @pytest.mark.parametrize(
     ("header", "problem"),
-    [("k" * 256, "1 to 255"), ("", "1 to 255"), ("tab\tkey", "printable"), (b"caf\xc3\xa9", "printable")],
+    [("k" * 256, "at most 255"), ("", "at least 1"), ("tab\tkey", "pattern"), (b"caf\xc3\xa9", "pattern")],
 )
 def test_bad_keys_are_refused(keyed, sample_jpg, header, problem) -> None:
     before = len(originals(keyed))
@@ -188,7 +188,7 @@ def test_bad_keys_are_refused(keyed, sample_jpg, header, problem) -> None:
             headers=[(b"Idempotency-Key", header if isinstance(header, bytes) else header.encode())],
         )
     assert response.status_code == 422, response.text
-    assert problem in response.json()["detail"]
+    assert response.json()["detail"].startswith("Idempotency-Key") and problem in response.json()["detail"]
     assert len(originals(keyed)) == before
 
 
