@@ -1,9 +1,11 @@
 """Cancelling jobs, idempotent uploads and listing a client's jobs, on real services (issue 14)."""
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from httpx_sse import connect_sse
 
 from harness.broker import BrokerVhost
 from harness.processes import wait_for
@@ -83,6 +85,24 @@ def test_a_cancelled_queued_job_is_never_processed(make_system, sample_jpg) -> N
         assert len(receiver.calls_for(job_id)) == 1, "a second cancel sends no second webhook"
     finally:
         receiver.close()
+
+
+def test_live_streams_and_long_polls_end_at_cancelled(make_system, sample_jpg) -> None:
+    system = make_system(workers=(), notifier=False)
+    job_id = accepted(system, sample_jpg, key=None)
+    timeout = httpx.Timeout(10, read=60)
+    with ThreadPoolExecutor(2) as pool, httpx.Client(base_url=system.api_url, timeout=timeout) as http:
+
+        def follow() -> list[str]:
+            with connect_sse(http, "GET", f"/jobs/{job_id}/events") as source:
+                return [event.event for event in source.iter_sse()]
+
+        streamed = pool.submit(follow)
+        waited = pool.submit(http.get, f"/status/{job_id}", params={"wait": "50"})
+        wait_for(lambda: "queued" in system.logs() and streamed.running() and waited.running(), 10, "both to wait")
+        assert cancel(system, job_id, key=None).status_code == 200
+        assert streamed.result(timeout=60)[-1] == "cancelled"
+        assert waited.result(timeout=60).json()["status"] == "cancelled"
 
 
 def test_a_processing_job_is_stopped_and_stores_nothing(make_system, sample_jpg) -> None:
