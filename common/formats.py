@@ -32,8 +32,9 @@ OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
 # animated one; both keep alpha).
 RequestedFormat = Literal["jpeg", "png", "webp", "avif", "gif", "auto"]
 REQUESTABLE_FORMATS: tuple[RequestedFormat, ...] = get_args(RequestedFormat)
-# Outputs that carry an animation; every other one takes an animation's first frame.
-ANIMATED_OUTPUTS: frozenset[str] = frozenset({"gif", "webp"})
+# Outputs that carry an animation; every other one takes an animation's first frame. An animated
+# AVIF always loops forever: Pillow's AVIF writer has no loop count.
+ANIMATED_OUTPUTS: frozenset[str] = frozenset({"gif", "webp", "avif"})
 # Inputs whose frames are an animation (not a camera's second picture or a document's pages).
 ANIMATED_INPUTS: frozenset[str] = frozenset({"GIF", "WEBP", "PNG", "AVIF"})
 CONTENT_TYPES: dict[str, str] = {
