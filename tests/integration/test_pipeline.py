@@ -356,6 +356,8 @@ def test_geometry_and_tone_operations_run_through_the_system(system: System, tmp
     [
         ("crop(aspect=1:1,gravity=up)", "gravity"),
         ("crop(x=1500,y=0,width=200,height=10)", "outside the 1600×1200 image"),
+        ("resize(width=800),crop(x=700,y=0,width=200,height=10)", "operation 2 (crop)"),
+        ("resize(width=800),rotate(angle=90),crop(y=700,height=200)", "outside the 600×800 image that operations 1–2"),
         ("rotate(angle=720)", "angle"),
         ("resize(width=10,height=10,fit=pad,background=sparkly)", "not a colour"),
         ("brightness", "factor"),
@@ -368,6 +370,22 @@ def test_bad_operation_parameters_are_422_naming_them(
 
     assert response.status_code == 422, response.text
     assert fragment in response.json()["detail"] and response.json()["field"] == "operations"
+
+
+def test_a_crop_outside_the_upright_image_fails_the_job_in_the_worker(system: System, tmp_path) -> None:
+    # A PNG's orientation is read only with its pixels: stored 400×300, upright 300×400. The API
+    # lets a crop through that fits one way round; the worker knows which and fails the job.
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    source = tmp_path / "turned.png"
+    Image.new("RGB", (400, 300), "teal").save(source, exif=exif)
+
+    response = system.upload(source, operations="resize(height=100),crop(x=100,y=0,width=20,height=10)")
+
+    assert response.status_code == 202, response.text
+    failed = system.wait_finished(response.json()["job_id"])
+    assert (failed["status"], failed["error_reason"]) == ("failed", "crop_outside_image"), failed
+    assert "crop" in failed["error"] and "outside the 75×100 image" in failed["error"], failed
 
 
 def test_a_logo_preset_is_drawn_and_an_unknown_one_is_422(system: System, tmp_path) -> None:
