@@ -11,7 +11,8 @@ CHUNK = b"x" * 1000
 
 
 def scope(**headers: str) -> dict:
-    return {"type": "http", "headers": [(name.replace("_", "-").encode(), value.encode()) for name, value in headers.items()]}
+    encoded = [(name.replace("_", "-").encode(), value.encode()) for name, value in headers.items()]
+    return {"type": "http", "headers": encoded}
 
 
 class Body:
