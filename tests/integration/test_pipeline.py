@@ -278,19 +278,22 @@ def _download(system: System, job_id: str) -> bytes:
         return client.get(f"/result/{job_id}").content
 
 
-def test_an_animated_gif_comes_back_animated_with_its_timing(system: System, tmp_path) -> None:
+@pytest.mark.parametrize(("output_format", "written"), [("auto", "webp"), ("avif", "avif")])
+def test_an_animated_gif_comes_back_animated_with_its_timing(
+    system: System, tmp_path, output_format: str, written: str
+) -> None:
     frames = [Image.new("RGB", (200, 150), colour) for colour in ("red", "green", "blue")]
     source = tmp_path / "anim.gif"
     frames[0].save(source, save_all=True, append_images=frames[1:], duration=[70, 140, 210], loop=0)
 
-    response = system.upload(source, operations="resize(width=100),watermark", output_format="auto")
+    response = system.upload(source, operations="resize(width=100),watermark", output_format=output_format)
 
     assert response.status_code == 202, response.text
     status = system.wait_finished(response.json()["job_id"])
     assert status["status"] == "completed", status
-    assert (status["result"]["format"], status["result"]["content_type"]) == ("webp", "image/webp")
+    assert (status["result"]["format"], status["result"]["content_type"]) == (written, f"image/{written}")
     image = Image.open(io.BytesIO(_download(system, status["job_id"])))
-    assert (image.format, image.n_frames, image.size) == ("WEBP", 3, (100, 75))
+    assert (image.format, image.n_frames, image.size) == (written.upper(), 3, (100, 75))
     durations = []
     for index in range(3):
         image.seek(index)
