@@ -6,13 +6,13 @@ import socket
 
 import httpx
 import pytest
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, IptcImagePlugin
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from harness.processes import wait_for
 from harness.system import System
 from harness.webhooks import TEST_WEBHOOK_SECRET, WebhookReceiver
-from tests.support.images import PRIVATE_STRINGS, camera_jpeg
+from tests.support.images import PRIVATE_STRINGS, camera_jpeg, with_iptc
 
 pytestmark = pytest.mark.integration
 
@@ -255,6 +255,21 @@ def test_a_photo_with_gps_comes_back_without_any_of_its_metadata(system: System,
     assert image.size == (150, 200)  # turned upright first
     assert len(image.getexif()) == 0 and not image.getexif().get_ifd(ExifTags.IFD.GPSInfo)
     assert not any(secret in data for secret in PRIVATE_STRINGS)
+
+
+def test_metadata_keep_keeps_exif_xmp_iptc_and_the_comment(system: System, tmp_path) -> None:
+    photo = tmp_path / "phone.jpg"
+    photo.write_bytes(with_iptc(camera_jpeg()))
+
+    response = system.upload(photo, operations="resize(width=100)", metadata="keep")
+
+    assert response.status_code == 202, response.text
+    status = system.wait_finished(response.json()["job_id"])
+    assert (status["status"], status["metadata"]) == ("completed", "keep"), status
+    image = Image.open(io.BytesIO(_download(system, status["job_id"])))
+    assert image.getexif()[ExifTags.Base.Artist] == "Ann Example" and "xmp" in image.info
+    assert IptcImagePlugin.getiptcinfo(image) == {(2, 90): b"SecretIptcCy"}
+    assert image.info["comment"] == b"SecretComment"
 
 
 def test_metadata_copyright_keeps_the_credit_and_drops_the_position(system: System, tmp_path) -> None:

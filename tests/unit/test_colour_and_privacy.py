@@ -9,7 +9,15 @@ from PIL import ExifTags, Image, ImageCms, IptcImagePlugin, PngImagePlugin
 from common.formats import MAX_ICC_PROFILE_BYTES, MAX_METADATA_BYTES
 from common.imaging import guard_decompression
 from common.operations import Resize
-from tests.support.images import PRIVATE_STRINGS, camera_jpeg, make_photo, mean_difference, rgb_icc_profile
+from tests.support.images import (
+    IPTC_CITY,
+    PRIVATE_STRINGS,
+    camera_jpeg,
+    make_photo,
+    mean_difference,
+    rgb_icc_profile,
+    with_iptc,
+)
 from worker.pipeline import ProcessedImage, process_image
 
 MAX_PIXELS = 50_000_000
@@ -152,17 +160,6 @@ def test_orientation_is_applied_before_stripping() -> None:
     assert image.size == (64, 85)
     red, green, blue = image.getpixel((60, 2))  # the red corner went to the top right
     assert red > 200 and green < 80 and blue < 80
-
-
-IPTC_CITY = b"\x1c\x02\x5a\x00\x0cSecretIptcCy"  # IPTC 2:90 City
-
-
-def with_iptc(jpeg: bytes, record: bytes = IPTC_CITY) -> bytes:
-    """The JPEG with an APP13 segment holding a thumbnail-like resource and the IPTC record."""
-    other = b"8BIM\x04\x0c\x00\x00" + (4).to_bytes(4, "big") + b"THMB"
-    resource = b"8BIM\x04\x04\x00\x00" + len(record).to_bytes(4, "big") + record + b"\x00" * (len(record) % 2)
-    segment = b"Photoshop 3.0\x00" + other + resource
-    return jpeg[:2] + b"\xff\xed" + (len(segment) + 2).to_bytes(2, "big") + segment + jpeg[2:]
 
 
 def test_iptc_is_stripped_unless_kept() -> None:
