@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import problems
 from api.errors import ApiError, Forbidden, RateLimited, Unauthenticated
+from api.limits import drain_body
 from common.clients import ANONYMOUS, Client, KeyRing
 from common.settings import AccessSettings
 
@@ -88,15 +89,19 @@ def rate_limit_identity(client: Client, scope: Scope) -> str:
 
 
 class UploadGate:
-    """Authenticates and rate-limits POST /upload before its body is read, so a refused client
-    costs a header, not a 25 MB transfer. The client is left in the request state for the route."""
+    """Authenticates and rate-limits POST /upload before its body goes to the app: a refused
+    upload is not parsed, checked or stored, its body (at most `max_body_bytes`) only read and
+    discarded so that the client gets the refusal (api.limits.drain_body). The client is left in
+    the request state for the route."""
 
     def __init__(
-        self, app: ASGIApp, authenticator: Authenticator, limit: UploadRateLimit, path: str = "/upload"
+        self, app: ASGIApp, authenticator: Authenticator, limit: UploadRateLimit, max_body_bytes: int,
+        path: str = "/upload",
     ) -> None:
         self.app = app
         self.authenticator = authenticator
         self.limit = limit
+        self.max_body_bytes = max_body_bytes
         self.path = path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -107,6 +112,7 @@ class UploadGate:
             client = self.authenticator.authenticate_headers(Headers(scope=scope))
             self.limit.check(rate_limit_identity(client, scope))
         except ApiError as error:
+            await drain_body(scope, receive, self.max_body_bytes)
             await problems.refuse(send, error, scope["path"])
             return
         scope.setdefault("state", {})["client"] = client

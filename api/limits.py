@@ -1,7 +1,10 @@
-"""Refuses oversized uploads before the body is read, by header or while it streams in."""
+"""Refuses oversized uploads before the body is read, by header or while it streams in; reads and
+discards, within bounds, the body of an upload refused for another reason."""
 
+import asyncio
 import contextlib
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems
@@ -64,3 +67,35 @@ class UploadSizeLimit:
     async def _refuse(self, send: Send, path: str) -> None:
         error = UploadTooLarge(f"upload too large: files up to {self.max_file_bytes} bytes are accepted", field="file")
         await problems.refuse(send, error, path)
+
+
+# How long a refused upload's body is read for, at most: a client that stalls is then cut off.
+DRAIN_SECONDS = 30
+
+
+async def drain_body(scope: Scope, receive: Receive, max_bytes: int) -> None:
+    """Read and discard the request's body, up to `max_bytes` and DRAIN_SECONDS, before a refusal
+    is sent.
+
+    A client that sends its whole body before reading the answer (urllib, requests, a plain socket)
+    would otherwise find the connection reset: the server closes it with the body unread, and the
+    kernel answers unread data with a reset that can destroy the answer. Not drained: a body over
+    `max_bytes` by its Content-Length (never read in full anyway), and one the client holds back
+    until told to go on (`Expect: 100-continue`), which the refusal spares it from sending.
+    """
+    headers = Headers(scope=scope)
+    declared = headers.get("content-length")
+    if headers.get("expect", "").lower() == "100-continue":
+        return
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        return
+    received = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            while received <= max_bytes:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                received += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return

@@ -12,7 +12,7 @@ from api import problems
 from api.auth import Authenticator, UploadGate, UploadRateLimit
 from api.dependencies import Services
 from api.events import LiveEvents
-from api.limits import UploadSizeLimit
+from api.limits import FORM_OVERHEAD_BYTES, UploadSizeLimit
 from api.metrics import UploadMetrics
 from api.monitoring import Monitoring, upload_counters
 from api.retention import RetentionSweeper
@@ -52,7 +52,10 @@ app = FastAPIOffline(
 problems.install(app)
 app.add_middleware(UploadSizeLimit, max_file_bytes=settings.uploads.max_upload_bytes)
 # Before the size limit and the body: a client that may not upload is refused from its headers.
-app.add_middleware(UploadGate, authenticator=authenticator, limit=UploadRateLimit(settings.access.rate_limit_uploads))
+app.add_middleware(
+    UploadGate, authenticator=authenticator, limit=UploadRateLimit(settings.access.rate_limit_uploads),
+    max_body_bytes=settings.uploads.max_upload_bytes + FORM_OVERHEAD_BYTES,
+)
 # Outermost, so it also counts the gate's and the size limit's refusals.
 app.add_middleware(UploadMetrics, counters=upload_counters)
 app.include_router(jobs.router)

@@ -81,7 +81,7 @@ def submit_job(upload: Upload, ports: JobsPorts) -> JobRecord:
         except UnsafeTarget as exc:
             raise errors.InvalidInput(f"callback_url is refused: {exc}", field="callback_url") from None
     image = sniff_image(upload.file, upload.size, limits.max_image_pixels)
-    _check_first_crop(operations, image.upright_sizes)
+    _check_crops(operations, image.upright_sizes)
 
     job_id = uuid.uuid4().hex
     record = JobRecord.queued(
@@ -201,14 +201,25 @@ def _check_logos(operations: list[Operation], logos: frozenset[str]) -> None:
             )
 
 
-def _check_first_crop(operations: list[Operation], sizes: tuple[tuple[int, int], ...]) -> None:
-    """A crop box that reaches outside the original, asked for first, is known to fail now."""
-    first = operations[0] if operations else None
-    if not isinstance(first, Crop) or not sizes:
-        return
-    problems = [first.outside(size) for size in sizes]
-    if all(problems):
-        raise errors.InvalidInput(f"operations: operation 1 (crop): {problems[0]}", field="operations")
+def _check_crops(operations: list[Operation], sizes: tuple[tuple[int, int], ...]) -> None:
+    """A crop box reaching outside the image the operations before it leave is known to fail now,
+    when it does so for every size the original may have upright (its EXIF orientation is not
+    always known before decoding); the worker fails a job on what only the pixels tell."""
+    problems = [_crop_outside(operations, size) for size in sizes]
+    if problems and all(problems):
+        raise errors.InvalidInput(f"operations: {problems[0]}", field="operations")
+
+
+def _crop_outside(operations: list[Operation], size: tuple[int, int]) -> str | None:
+    """The first crop reaching outside the image, following the image's size from `size` through
+    the operations; None if every crop fits."""
+    for index, operation in enumerate(operations, start=1):
+        problem = operation.outside(size) if isinstance(operation, Crop) else None
+        if problem is not None:
+            made_by = "" if index == 1 else " operation 1 makes" if index == 2 else f" operations 1–{index - 1} make"
+            return f"operation {index} (crop): {problem}" + (f" that{made_by}" if made_by else "")
+        size = operation.output_size(size)
+    return None
 
 
 def _forget(ports: JobsPorts, record: JobRecord) -> None:

@@ -32,8 +32,9 @@ OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
 # animated one; both keep alpha).
 RequestedFormat = Literal["jpeg", "png", "webp", "avif", "gif", "auto"]
 REQUESTABLE_FORMATS: tuple[RequestedFormat, ...] = get_args(RequestedFormat)
-# Outputs that carry an animation; every other one takes an animation's first frame.
-ANIMATED_OUTPUTS: frozenset[str] = frozenset({"gif", "webp"})
+# Outputs that carry an animation; every other one takes an animation's first frame. An animated
+# AVIF always loops forever: Pillow's AVIF writer has no loop count.
+ANIMATED_OUTPUTS: frozenset[str] = frozenset({"gif", "webp", "avif"})
 # Inputs whose frames are an animation (not a camera's second picture or a document's pages).
 ANIMATED_INPUTS: frozenset[str] = frozenset({"GIF", "WEBP", "PNG", "AVIF"})
 CONTENT_TYPES: dict[str, str] = {
@@ -55,15 +56,17 @@ MAX_MAX_BYTES = 1 << 30
 
 # ICC profiles above this are dropped, not copied: real ones are a few hundred KB at most.
 MAX_ICC_PROFILE_BYTES = 1024 * 1024
-# EXIF or XMP kept on request above this is dropped: a JPEG segment holds 64 KiB.
-MAX_METADATA_BYTES = 64 * 1024
+# EXIF, XMP, IPTC or a comment kept on request above this is dropped: it fits one JPEG segment
+# (65,533 bytes, less XMP's 29-byte name, the most any of them needs).
+MAX_METADATA_BYTES = 65_504
 
 # srgb: pixels converted from their embedded profile to sRGB, written untagged; keep: the profile
 # goes with the pixels (when it still describes them).
 ColorPolicy = Literal["srgb", "keep"]
 COLOR_POLICIES: tuple[str, ...] = ("srgb", "keep")
-# strip: no EXIF, XMP, IPTC or comments; keep: EXIF and XMP (orientation applied and removed);
-# copyright: only EXIF's Artist and Copyright.
+# strip: no EXIF, XMP, IPTC or comments; keep: EXIF, XMP, IPTC and the comment, where the output
+# format has a place for them (worker/metadata.py; orientation applied and removed); copyright:
+# only EXIF's Artist and Copyright.
 MetadataPolicy = Literal["strip", "keep", "copyright"]
 METADATA_POLICIES: tuple[str, ...] = ("strip", "keep", "copyright")
 

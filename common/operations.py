@@ -10,6 +10,7 @@ and a JSON array of objects with a "name" key is accepted too.
 """
 
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -36,11 +37,19 @@ DEFAULT_BOX = 800
 MAX_COMBINING_MARKS = 3
 MAX_SPEC_LENGTH = 100_000
 
+Size = tuple[int, int]
+
 
 class _Operation(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     # Parameter names the text grammar accepts for another one, e.g. filter(name=blur).
     text_synonyms: ClassVar[dict[str, str]] = {}
+
+    def output_size(self, size: Size) -> Size:
+        """The size of the result for an input of `size`: the same, unless the operation says
+        otherwise. Exact (the worker's processors produce it), so the API can follow a job's size
+        through its operations before any pixel is decoded."""
+        return size
 
 
 # Where a crop (or a cover resize, or a pad) keeps the picture: a side or corner, the centre, or
@@ -87,6 +96,31 @@ class Resize(_Operation):
         if self.fit != "contain" and (self.width is None or self.height is None):
             raise ValueError(f"fit={self.fit} needs both width and height")
         return self
+
+    def scale(self, size: Size) -> float:
+        """How much a contain, cover or pad resize scales an image of `size` (fill stretches instead)."""
+        ratios = [box / side for box, side in ((self.width, size[0]), (self.height, size[1])) if box is not None]
+        scale = max(ratios) if self.fit == "cover" else min(ratios)
+        return scale if self.upscale else min(scale, 1.0)
+
+    def resampled_size(self, size: Size) -> Size:
+        """The size the image is resampled to (before a pad fills the rest of the box)."""
+        width, height = size
+        if self.fit == "fill":
+            assert self.width is not None and self.height is not None
+            return (self.width, self.height) if self.upscale else (min(self.width, width), min(self.height, height))
+        scale = self.scale(size)
+        scaled = (max(1, round(width * scale)), max(1, round(height * scale)))
+        if self.fit == "cover":
+            assert self.width is not None and self.height is not None
+            return min(self.width, scaled[0]), min(self.height, scaled[1])
+        return scaled
+
+    def output_size(self, size: Size) -> Size:
+        if self.fit == "pad":
+            assert self.width is not None and self.height is not None
+            return self.width, self.height
+        return self.resampled_size(size)
 
 
 def _check_length(value: float | None) -> float | None:
@@ -147,15 +181,18 @@ class Crop(_Operation):
         width, height = self.aspect.split(":")
         return int(width) / int(height)
 
-    def region(self, size: tuple[int, int]) -> tuple[float, float]:
-        """The width and height of what is kept of an image of `size` (before clipping to it)."""
+    def region(self, size: Size) -> tuple[float, float]:
+        """The width and height of what is kept of an image of `size` (before clipping to it), in
+        whole pixels: where gravity places it, its size then does not depend on where it goes."""
         width, height = size
         if self.ratio is not None:
             if width / height > self.ratio:
                 return max(1.0, round(height * self.ratio)), float(height)
             return float(width), max(1.0, round(width / self.ratio))
         x, y = _pixels(self.x, width) or 0, _pixels(self.y, height) or 0
-        return max(1.0, _pixels(self.width, width) or width - x), max(1.0, _pixels(self.height, height) or height - y)
+        region_width = _pixels(self.width, width) or width - x
+        region_height = _pixels(self.height, height) or height - y
+        return max(1.0, round(region_width)), max(1.0, round(region_height))
 
     def fixed_box(self, size: tuple[int, int]) -> tuple[float, float, float, float] | None:
         """The box in pixels when x or y places it; None when gravity does."""
@@ -173,6 +210,15 @@ class Crop(_Operation):
         shown = tuple(round(value) for value in box)
         return f"the crop box {shown} (left, top, right, bottom) reaches outside the {size[0]}×{size[1]} image"
 
+    def output_size(self, size: Size) -> Size:
+        """What is kept, clipped to the image (a box outside it is refused: see `outside`)."""
+        box = self.fixed_box(size)
+        if box is None:
+            region_width, region_height = self.region(size)
+            return min(size[0], int(region_width)), min(size[1], int(region_height))
+        left, top, right, bottom = (round(value) for value in box)
+        return min(size[0], right) - left, min(size[1], bottom) - top
+
 
 def _pixels(length: float | None, side: int) -> float | None:
     """A Length in pixels: pixels as given, a fraction (between 0 and 1) of the side."""
@@ -188,6 +234,25 @@ class Rotate(_Operation):
     name: Literal["rotate"] = "rotate"
     angle: float = Field(90, ge=-360, le=360)
     background: Colour = "white"
+
+    def output_size(self, size: Size) -> Size:
+        angle = self.angle % 360
+        if angle in (0, 180):
+            return size
+        if angle in (90, 270):
+            return size[1], size[0]
+        # As Image.rotate(expand=True) measures it (same rounding): the corners turned about the
+        # centre, out to whole pixels.
+        radians = math.radians(angle)
+        cos, sin = round(math.cos(radians), 15), round(math.sin(radians), 15)
+        width, height = size
+        centre_x, centre_y = width / 2.0, height / 2.0
+        offset_x = cos * -centre_x + sin * -centre_y + centre_x
+        offset_y = -sin * -centre_x + cos * -centre_y + centre_y
+        corners = ((0, 0), (width, 0), (width, height), (0, height))
+        xs = [cos * x + sin * y + offset_x for x, y in corners]
+        ys = [-sin * x + cos * y + offset_y for x, y in corners]
+        return math.ceil(max(xs)) - math.floor(min(xs)), math.ceil(max(ys)) - math.floor(min(ys))
 
 
 class Flip(_Operation):

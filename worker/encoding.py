@@ -113,6 +113,7 @@ def encode(
         "gif": {},
     }[format_])
     if animation is not None and len(prepared) > 1:
+        # Pillow's AVIF writer takes no loop count: its animations loop forever.
         options |= {"save_all": True, "append_images": prepared[1:], "duration": list(animation.durations),
                     "loop": animation.loop}
         if format_ == "gif" and first.mode == "RGBA":

@@ -6,13 +6,13 @@ import socket
 
 import httpx
 import pytest
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, IptcImagePlugin
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from harness.processes import wait_for
 from harness.system import System
 from harness.webhooks import TEST_WEBHOOK_SECRET, WebhookReceiver
-from tests.support.images import PRIVATE_STRINGS, camera_jpeg
+from tests.support.images import PRIVATE_STRINGS, camera_jpeg, with_iptc
 
 pytestmark = pytest.mark.integration
 
@@ -257,6 +257,21 @@ def test_a_photo_with_gps_comes_back_without_any_of_its_metadata(system: System,
     assert not any(secret in data for secret in PRIVATE_STRINGS)
 
 
+def test_metadata_keep_keeps_exif_xmp_iptc_and_the_comment(system: System, tmp_path) -> None:
+    photo = tmp_path / "phone.jpg"
+    photo.write_bytes(with_iptc(camera_jpeg()))
+
+    response = system.upload(photo, operations="resize(width=100)", metadata="keep")
+
+    assert response.status_code == 202, response.text
+    status = system.wait_finished(response.json()["job_id"])
+    assert (status["status"], status["metadata"]) == ("completed", "keep"), status
+    image = Image.open(io.BytesIO(_download(system, status["job_id"])))
+    assert image.getexif()[ExifTags.Base.Artist] == "Ann Example" and "xmp" in image.info
+    assert IptcImagePlugin.getiptcinfo(image) == {(2, 90): b"SecretIptcCy"}
+    assert image.info["comment"] == b"SecretComment"
+
+
 def test_metadata_copyright_keeps_the_credit_and_drops_the_position(system: System, tmp_path) -> None:
     photo = tmp_path / "phone.jpg"
     photo.write_bytes(camera_jpeg())
@@ -278,19 +293,22 @@ def _download(system: System, job_id: str) -> bytes:
         return client.get(f"/result/{job_id}").content
 
 
-def test_an_animated_gif_comes_back_animated_with_its_timing(system: System, tmp_path) -> None:
+@pytest.mark.parametrize(("output_format", "written"), [("auto", "webp"), ("avif", "avif")])
+def test_an_animated_gif_comes_back_animated_with_its_timing(
+    system: System, tmp_path, output_format: str, written: str
+) -> None:
     frames = [Image.new("RGB", (200, 150), colour) for colour in ("red", "green", "blue")]
     source = tmp_path / "anim.gif"
     frames[0].save(source, save_all=True, append_images=frames[1:], duration=[70, 140, 210], loop=0)
 
-    response = system.upload(source, operations="resize(width=100),watermark", output_format="auto")
+    response = system.upload(source, operations="resize(width=100),watermark", output_format=output_format)
 
     assert response.status_code == 202, response.text
     status = system.wait_finished(response.json()["job_id"])
     assert status["status"] == "completed", status
-    assert (status["result"]["format"], status["result"]["content_type"]) == ("webp", "image/webp")
+    assert (status["result"]["format"], status["result"]["content_type"]) == (written, f"image/{written}")
     image = Image.open(io.BytesIO(_download(system, status["job_id"])))
-    assert (image.format, image.n_frames, image.size) == ("WEBP", 3, (100, 75))
+    assert (image.format, image.n_frames, image.size) == (written.upper(), 3, (100, 75))
     durations = []
     for index in range(3):
         image.seek(index)
@@ -356,6 +374,8 @@ def test_geometry_and_tone_operations_run_through_the_system(system: System, tmp
     [
         ("crop(aspect=1:1,gravity=up)", "gravity"),
         ("crop(x=1500,y=0,width=200,height=10)", "outside the 1600×1200 image"),
+        ("resize(width=800),crop(x=700,y=0,width=200,height=10)", "operation 2 (crop)"),
+        ("resize(width=800),rotate(angle=90),crop(y=700,height=200)", "outside the 600×800 image that operations 1–2"),
         ("rotate(angle=720)", "angle"),
         ("resize(width=10,height=10,fit=pad,background=sparkly)", "not a colour"),
         ("brightness", "factor"),
@@ -368,6 +388,22 @@ def test_bad_operation_parameters_are_422_naming_them(
 
     assert response.status_code == 422, response.text
     assert fragment in response.json()["detail"] and response.json()["field"] == "operations"
+
+
+def test_a_crop_outside_the_upright_image_fails_the_job_in_the_worker(system: System, tmp_path) -> None:
+    # A PNG's orientation is read only with its pixels: stored 400×300, upright 300×400. The API
+    # lets a crop through that fits one way round; the worker knows which and fails the job.
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    source = tmp_path / "turned.png"
+    Image.new("RGB", (400, 300), "teal").save(source, exif=exif)
+
+    response = system.upload(source, operations="resize(height=100),crop(x=100,y=0,width=20,height=10)")
+
+    assert response.status_code == 202, response.text
+    failed = system.wait_finished(response.json()["job_id"])
+    assert (failed["status"], failed["error_reason"]) == ("failed", "crop_outside_image"), failed
+    assert "crop" in failed["error"] and "outside the 75×100 image" in failed["error"], failed
 
 
 def test_a_logo_preset_is_drawn_and_an_unknown_one_is_422(system: System, tmp_path) -> None:

@@ -2,8 +2,12 @@
 running system."""
 
 import json
+import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
+from email.message import Message
 
 import pytest
 from standardwebhooks.webhooks import Webhook
@@ -125,6 +129,71 @@ def test_upload_rate_limit_answers_429_with_retry_after_per_client(make_system, 
     assert upload(system, sample_jpg, BOB).status_code == 202
     assert len(system.store.list("jobs/")) == 4
     assert system.vhost.message_count("images.jobs.work") == 4
+
+
+def send_all_then_read(system, key: str, body: bytes) -> tuple[int, Message, bytes]:
+    """POST /upload as urllib, requests or a plain socket do: the whole body, then the answer."""
+    request = urllib.request.Request(
+        f"{system.api_url}/upload", data=body,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "multipart/form-data; boundary=x"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+def test_a_rate_limited_upload_with_a_large_body_gets_the_429_not_a_reset(make_system, sample_jpg, tmp_path) -> None:
+    system = make_system(workers=(), notifier=False, RATE_LIMIT_UPLOADS="1/minute", **KEYS)
+    big = tmp_path / "big.jpg"
+    big.write_bytes(sample_jpg.read_bytes() + bytes(20 * 1024 * 1024))  # far more than the sockets buffer
+    assert upload(system, sample_jpg, ALICE).status_code == 202
+
+    for _ in range(3):
+        # Before the API read refused bodies, this was ConnectionResetError, every time.
+        status, headers, body = send_all_then_read(system, ALICE, big.read_bytes())
+
+        assert status == 429, body[:300]
+        assert headers["content-type"] == "application/problem+json" and int(headers["retry-after"]) >= 1
+        assert "too many uploads" in json.loads(body)["detail"]
+        refused = upload(system, big, ALICE)  # httpx: reads an early answer too
+        assert refused.status_code == 429 and "too many uploads" in refused.json()["detail"]
+
+
+def test_a_refused_upload_is_drained_only_up_to_the_largest_upload(make_system, sample_jpg) -> None:
+    """Past the most a real upload can send, the API stops reading and closes the connection: a
+    rate-limited client cannot make it read without end."""
+    system = make_system(workers=(), notifier=False, RATE_LIMIT_UPLOADS="1/minute", MAX_UPLOAD_BYTES="1000000", **KEYS)
+    assert upload(system, sample_jpg, ALICE).status_code == 202
+    host, port = system.api_url.removeprefix("http://").split(":")
+    total, chunk, sent = 300 * 1024 * 1024, bytes(256 * 1024), 0
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(
+            f"POST /upload HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {ALICE}\r\n"
+            "Transfer-Encoding: chunked\r\nContent-Type: multipart/form-data; boundary=x\r\n\r\n".encode()
+        )
+        try:
+            while sent < total:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+    # About the largest upload (1 MB and the form's room) and what the sockets' buffers hold.
+    assert sent < total / 5
+
+
+def test_a_refused_upload_that_waits_for_100_continue_is_answered_at_once(make_system, sample_jpg) -> None:
+    system = make_system(workers=(), notifier=False, RATE_LIMIT_UPLOADS="1/minute", **KEYS)
+    assert upload(system, sample_jpg, ALICE).status_code == 202
+    host, port = system.api_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(
+            f"POST /upload HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {ALICE}\r\nExpect: 100-continue\r\n"
+            "Content-Length: 5000000\r\nContent-Type: multipart/form-data; boundary=x\r\n\r\n".encode()
+        )
+        answer = sock.recv(4096)  # no body sent: the refusal needs none
+    assert answer.startswith(b"HTTP/1.1 429"), answer[:200]
 
 
 def test_webhooks_are_signed_with_the_clients_own_secret(make_system, sample_jpg) -> None:

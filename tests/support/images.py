@@ -139,3 +139,14 @@ def camera_jpeg(orientation: int = 1, size: tuple[int, int] = (160, 120)) -> byt
     buffer = BytesIO()
     photo.save(buffer, "JPEG", quality=95, exif=exif, xmp=_XMP, comment=b"SecretComment")
     return buffer.getvalue()
+
+
+IPTC_CITY = b"\x1c\x02\x5a\x00\x0cSecretIptcCy"  # IPTC 2:90 City
+
+
+def with_iptc(jpeg: bytes, record: bytes = IPTC_CITY) -> bytes:
+    """The JPEG with an APP13 segment holding a thumbnail-like resource and the IPTC record."""
+    other = b"8BIM\x04\x0c\x00\x00" + (4).to_bytes(4, "big") + b"THMB"
+    resource = b"8BIM\x04\x04\x00\x00" + len(record).to_bytes(4, "big") + record + b"\x00" * (len(record) % 2)
+    segment = b"Photoshop 3.0\x00" + other + resource
+    return jpeg[:2] + b"\xff\xed" + (len(segment) + 2).to_bytes(2, "big") + segment + jpeg[2:]

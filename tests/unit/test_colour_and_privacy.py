@@ -4,12 +4,20 @@ the orientation applied first."""
 from io import BytesIO
 
 import pytest
-from PIL import ExifTags, Image, ImageCms
+from PIL import ExifTags, Image, ImageCms, IptcImagePlugin, PngImagePlugin
 
 from common.formats import MAX_ICC_PROFILE_BYTES, MAX_METADATA_BYTES
 from common.imaging import guard_decompression
 from common.operations import Resize
-from tests.support.images import PRIVATE_STRINGS, camera_jpeg, make_photo, mean_difference, rgb_icc_profile
+from tests.support.images import (
+    IPTC_CITY,
+    PRIVATE_STRINGS,
+    camera_jpeg,
+    make_photo,
+    mean_difference,
+    rgb_icc_profile,
+    with_iptc,
+)
 from worker.pipeline import ProcessedImage, process_image
 
 MAX_PIXELS = 50_000_000
@@ -154,16 +162,60 @@ def test_orientation_is_applied_before_stripping() -> None:
     assert red > 200 and green < 80 and blue < 80
 
 
-def test_iptc_is_stripped() -> None:
-    jpeg = camera_jpeg()
-    record = b"\x1c\x02\x5a\x00\x0cSecretIptcCy"  # IPTC 2:90 City
-    resource = b"8BIM\x04\x04\x00\x00" + len(record).to_bytes(4, "big") + record
-    segment = b"Photoshop 3.0\x00" + resource
-    jpeg = jpeg[:2] + b"\xff\xed" + (len(segment) + 2).to_bytes(2, "big") + segment + jpeg[2:]
-    assert "photoshop" in Image.open(BytesIO(jpeg)).info
+def test_iptc_is_stripped_unless_kept() -> None:
+    jpeg = with_iptc(camera_jpeg())
+    assert IptcImagePlugin.getiptcinfo(Image.open(BytesIO(jpeg))) == {(2, 90): b"SecretIptcCy"}
 
-    for metadata in ("strip", "keep", "copyright"):
+    for metadata in ("strip", "copyright"):
         assert b"SecretIptcCy" not in run(jpeg, metadata=metadata).data
+
+
+def test_metadata_keep_keeps_iptc_in_a_jpeg_and_only_the_iptc_record() -> None:
+    result = run(with_iptc(camera_jpeg(orientation=6)), metadata="keep")
+
+    image = decoded(result)
+    assert IptcImagePlugin.getiptcinfo(image) == {(2, 90): b"SecretIptcCy"}
+    assert list(image.info["photoshop"]) == [0x0404]  # the thumbnail-like resource is not copied
+    assert image.size == (64, 85) and image.getexif()[ExifTags.Base.Artist] == "Ann Example"
+
+
+def test_metadata_keep_keeps_the_iptc_of_a_tiff_in_a_jpeg() -> None:
+    source = encode(make_photo((160, 120)), "TIFF", tiffinfo={33723: IPTC_CITY})
+
+    assert IptcImagePlugin.getiptcinfo(decoded(run(source, metadata="keep"))) == {(2, 90): b"SecretIptcCy"}
+
+
+@pytest.mark.parametrize("output_format", ["png", "webp", "avif", "gif"])
+def test_iptc_is_not_written_where_the_format_has_no_place_for_it(output_format: str) -> None:
+    result = run(with_iptc(camera_jpeg()), output_format, metadata="keep")
+
+    assert b"SecretIptcCy" not in result.data
+
+
+@pytest.mark.parametrize(("output_format", "key"), [("jpeg", "comment"), ("gif", "comment"), ("png", "Comment")])
+def test_metadata_keep_keeps_the_comment(output_format: str, key: str) -> None:
+    result = run(camera_jpeg(), output_format, metadata="keep")
+
+    comment = decoded(result).info[key]
+    assert (comment.encode() if isinstance(comment, str) else comment) == b"SecretComment"
+
+
+@pytest.mark.parametrize("source_format", ["GIF", "PNG"])
+def test_metadata_keep_keeps_a_gif_or_png_comment_in_a_jpeg(source_format: str) -> None:
+    options: dict[str, object] = {"comment": b"SecretComment"}
+    if source_format == "PNG":
+        text = PngImagePlugin.PngInfo()
+        text.add_text("Comment", "SecretComment")
+        options = {"pnginfo": text}
+    source = encode(make_photo((160, 120)), source_format, **options)
+
+    assert decoded(run(source, metadata="keep")).info["comment"] == b"SecretComment"
+    assert b"SecretComment" not in run(source).data
+
+
+@pytest.mark.parametrize("output_format", ["webp", "avif"])
+def test_a_comment_is_not_written_where_the_format_has_no_place_for_it(output_format: str) -> None:
+    assert b"SecretComment" not in run(camera_jpeg(), output_format, metadata="keep").data
 
 
 def test_kept_metadata_over_its_limit_is_dropped_not_copied() -> None:
@@ -174,3 +226,12 @@ def test_kept_metadata_over_its_limit_is_dropped_not_copied() -> None:
     result = run(source, "png", metadata="keep")
 
     assert len(decoded(result).getexif()) == 0 and len(result.data) < MAX_METADATA_BYTES
+
+
+@pytest.mark.parametrize("output_format", ["jpeg", "gif"])
+def test_a_comment_the_size_of_the_limit_fits_a_jpeg_segment(output_format: str) -> None:
+    source = encode(make_photo((160, 120)), "GIF", comment=b"c" * MAX_METADATA_BYTES)
+    too_long = encode(make_photo((160, 120)), "GIF", comment=b"c" * (MAX_METADATA_BYTES + 1))
+
+    assert len(decoded(run(source, output_format, metadata="keep")).info["comment"]) == MAX_METADATA_BYTES
+    assert "comment" not in decoded(run(too_long, output_format, metadata="keep")).info

@@ -239,7 +239,10 @@ def test_pad_to_jpeg_from_a_large_jpeg_keeps_the_padding() -> None:
     "operation",
     [Rotate(angle=angle) for angle in (1, 30, 45, -45, 89.9, 123.4, 200, 271, -359)]
     + [Crop(aspect="16:9", gravity="smart"), Crop(x=0.1, width=0.3), Resize(width=50, height=70, fit="pad"),
-       Resize(width=50, height=70, fit="cover", gravity="smart"), Flip(direction="both")],
+       Resize(width=50, height=70, fit="cover", gravity="smart"), Flip(direction="both")]
+    # a box of fractions placed by gravity: its size must not depend on where it goes
+    + [Crop(width=0.37, height=0.61, gravity=gravity) for gravity in ("center", "north-west", "south-east", "smart")]
+    + [Crop(x=0.33, y=0.29, width=0.41, height=0.5), Crop(width=5, height=0.55, gravity="east")],
 )
 @pytest.mark.parametrize("size", [(1, 1), (7, 300), (301, 199)])
 def test_the_size_checked_before_an_operation_is_the_size_it_makes(operation, size: tuple[int, int]) -> None:

@@ -129,7 +129,44 @@ def test_animated_alpha_stays_transparent(output_format: str) -> None:
         assert frame.getpixel((10, 45))[3] == 0 and close(frame.getpixel((100, 45)), (*colour, 255))
 
 
-@pytest.mark.parametrize("output_format", ["jpeg", "png", "avif"])
+def repeats_forever(avif: bytes) -> bool:
+    """Whether an AVIF sequence's edit list (ISO BMFF `elst`) says to repeat: flag 1."""
+    box = avif.find(b"elst")
+    return box > 0 and avif[box + 7] & 1 == 1
+
+
+@pytest.mark.parametrize("source_format", ["GIF", "WEBP"])
+def test_avif_keeps_an_animation_with_its_frames_and_timing(source_format: str) -> None:
+    result = run(animation(source_format, loop=0), [Resize(width=60)], "avif")
+
+    image, frames, durations = frames_of(result)
+    assert (image.format, result.format, result.content_type) == ("AVIF", "avif", "image/avif")
+    assert result.frames == len(frames) == 4 and durations == [80, 120, 160, 200]
+    assert repeats_forever(result.data)
+    for frame, colour in zip(frames, COLOURS, strict=True):
+        assert frame.size == (60, 45) and close(frame.getpixel((30, 22)), (*colour, 255))
+
+
+def test_an_animated_avif_loops_forever_whatever_the_source_says() -> None:
+    assert repeats_forever(run(animation("GIF", loop=3), output_format="avif").data)
+
+
+def test_an_animated_avif_keeps_alpha() -> None:
+    _, frames, _ = frames_of(run(animation("WEBP", alpha=True), output_format="avif"))
+
+    assert len(frames) == 4
+    for frame, colour in zip(frames, COLOURS, strict=True):
+        assert frame.getpixel((10, 45))[3] < 10 and close(frame.getpixel((100, 45)), (*colour, 255))
+
+
+def test_a_still_stays_a_still_avif() -> None:
+    result = run(encode(make_photo((80, 60)), "GIF"), output_format="avif")
+
+    image = Image.open(BytesIO(result.data))
+    assert result.frames == 1 and image.format == "AVIF" and getattr(image, "n_frames", 1) == 1
+
+
+@pytest.mark.parametrize("output_format", ["jpeg", "png"])
 def test_a_still_format_takes_the_first_frame(output_format: str) -> None:
     result = run(animation("GIF"), [Resize(width=60)], output_format)
 
@@ -208,13 +245,22 @@ def test_max_bytes_gives_the_highest_quality_that_fits(output_format: str) -> No
     assert run(source, output_format=output_format, max_bytes=len(at_85.data)).data == at_85.data
 
 
-def test_max_bytes_applies_to_an_animation() -> None:
+@pytest.mark.parametrize("output_format", ["webp", "avif"])
+def test_max_bytes_applies_to_an_animation(output_format: str) -> None:
     source = animation("GIF", size=(240, 180))
-    full = run(source, [Filter(type="emboss")], "webp", quality=95)
+    full = run(source, [Filter(type="emboss")], output_format, quality=95)
 
-    result = run(source, [Filter(type="emboss")], "webp", quality=95, max_bytes=len(full.data) * 2 // 3)
+    result = run(source, [Filter(type="emboss")], output_format, quality=95, max_bytes=len(full.data) * 2 // 3)
 
     assert result.frames == 4 and len(result.data) <= len(full.data) * 2 // 3
+    assert Image.open(BytesIO(result.data)).n_frames == 4
+
+
+def test_max_bytes_too_small_for_an_animated_avif_fails_clearly() -> None:
+    with pytest.raises(ImageRejected) as rejected:
+        run(animation("GIF", size=(240, 180)), [Filter(type="emboss")], "avif", max_bytes=600)
+    assert rejected.value.reason == "output_too_large"
+    assert "avif result" in str(rejected.value) and "max_bytes=600" in str(rejected.value)
 
 
 @pytest.mark.parametrize("output_format", ["jpeg", "avif"])

@@ -120,6 +120,63 @@ def test_a_first_crop_is_judged_on_the_upright_jpeg(ports) -> None:
         submit_job(upload(turned, operations="crop(x=0,y=0,width=80,height=60)"), ports)
 
 
+@pytest.mark.parametrize(
+    ("operations", "expected"),
+    [
+        ("resize(width=40),crop(x=30,width=20)", "operation 2 (crop): the crop box (30, 0, 50, 40)"),
+        ("crop(width=0.5),crop(x=50,y=0,width=5,height=5)", "operation 2 (crop): the crop box (50, 0, 55, 5)"),
+        ("rotate(angle=90),resize(width=30),crop(y=30,height=20)", "operation 3 (crop): the crop box (0, 30, 30, 50)"),
+        ("resize(width=200,height=10,fit=pad),filter,crop(x=0,y=5,height=6)", "operation 3 (crop)"),
+        ("resize(width=40,height=40,fit=cover),rotate(angle=45),crop(x=0,y=0,width=60)", "operation 3 (crop)"),
+    ],
+)
+def test_a_later_crop_outside_the_image_the_operations_before_it_make_is_refused_naming_it(
+    ports, operations: str, expected: str
+) -> None:
+    with pytest.raises(errors.InvalidInput) as caught:
+        submit_job(upload(png_of((80, 80)), operations=operations), ports)
+
+    assert caught.value.field == "operations" and caught.value.detail.startswith(f"operations: {expected}")
+    assert "outside the" in caught.value.detail
+    assert nothing_left(ports)
+
+
+def test_a_later_crop_names_the_size_the_operations_before_it_make(ports) -> None:
+    with pytest.raises(errors.InvalidInput) as caught:
+        submit_job(upload(png_of((80, 80)), operations="resize(width=40),rotate(angle=90),crop(x=30,width=20)"), ports)
+
+    assert caught.value.detail.endswith("reaches outside the 40×40 image that operations 1–2 make")
+
+
+@pytest.mark.parametrize(
+    "operations",
+    [
+        "resize(width=40),crop(x=20,width=20)",
+        "crop(width=0.5),crop(x=39,y=0,width=1,height=1)",
+        "resize(width=40,height=40,fit=cover),rotate(angle=45),crop(x=0,y=0,width=56,height=56)",
+        "resize(width=200,height=10,fit=pad),crop(x=199,y=9)",
+    ],
+)
+def test_a_later_crop_that_fits_is_accepted(ports, operations: str) -> None:
+    assert submit_job(upload(png_of((80, 80)), operations=operations), ports).status is JobStatus.QUEUED
+
+
+def test_a_later_crop_is_judged_on_the_upright_jpeg(ports) -> None:
+    turned = camera_jpeg(orientation=6, size=(80, 60))  # stored 80×60, shown 60×80
+
+    assert submit_job(upload(turned, operations="resize(width=30),crop(x=0,y=39,width=30,height=1)"), ports)
+    with pytest.raises(errors.InvalidInput, match=r"operation 2 \(crop\).* outside the 30×40 image"):
+        submit_job(upload(turned, operations="resize(width=30),crop(x=0,y=0,width=40,height=30)"), ports)
+
+
+def test_a_later_crop_that_fits_one_way_round_is_left_to_the_worker(ports) -> None:
+    # A PNG's orientation is not read at the door: 80×60 stored may be 60×80 upright.
+    assert submit_job(upload(operations="resize(width=40,height=40),crop(x=0,y=0,width=40,height=30)"), ports)
+    assert submit_job(upload(operations="resize(width=40,height=40),crop(x=0,y=0,width=30,height=40)"), ports)
+    with pytest.raises(errors.InvalidInput, match=r"operation 2 \(crop\)"):
+        submit_job(upload(operations="resize(width=40,height=40),crop(x=0,y=0,width=40,height=40)"), ports)
+
+
 def test_submit_with_storage_down_is_unavailable_and_queues_nothing(ports) -> None:
     ports.store.down = True
     with pytest.raises(errors.Unavailable) as caught:

@@ -1,7 +1,5 @@
 """crop, rotate, flip: cutting and turning, never resampling unless the angle asks for it."""
 
-import math
-
 from PIL import Image, ImageColor
 
 from common.operations import Crop, Flip, Rotate
@@ -31,14 +29,6 @@ def crop_box(source: Size, operation: Crop, image: Image.Image | None = None) ->
     return left, top, min(source[0], right), min(source[1], bottom)
 
 
-def _crop_size(source: Size, operation: Crop) -> Size:
-    try:
-        left, top, right, bottom = crop_box(source, operation)
-    except NotApplicable:
-        return source
-    return right - left, bottom - top
-
-
 def _fix_crop(first_frame: Image.Image, operation: Crop) -> Crop:
     """The box smart gravity chooses on the first frame, for every frame."""
     if operation.gravity != "smart":
@@ -47,32 +37,12 @@ def _fix_crop(first_frame: Image.Image, operation: Crop) -> Crop:
     return Crop.model_validate({"x": left, "y": top, "width": right - left, "height": bottom - top})
 
 
-@processor("crop", size=_crop_size, fix=_fix_crop)
+@processor("crop", fix=_fix_crop)
 def crop(image: Image.Image, operation: Crop) -> Image.Image:
     return image.crop(crop_box(image.size, operation, image))
 
 
-def _rotated_size(source: Size, operation: Rotate) -> Size:
-    angle = operation.angle % 360
-    if angle in (0, 180):
-        return source
-    if angle in (90, 270):
-        return source[1], source[0]
-    # As Image.rotate(expand=True) measures it (same rounding): the corners turned about the
-    # centre, out to whole pixels.
-    radians = math.radians(angle)
-    cos, sin = round(math.cos(radians), 15), round(math.sin(radians), 15)
-    width, height = source
-    centre_x, centre_y = width / 2.0, height / 2.0
-    offset_x = cos * -centre_x + sin * -centre_y + centre_x
-    offset_y = -sin * -centre_x + cos * -centre_y + centre_y
-    corners = ((0, 0), (width, 0), (width, height), (0, height))
-    xs = [cos * x + sin * y + offset_x for x, y in corners]
-    ys = [-sin * x + cos * y + offset_y for x, y in corners]
-    return math.ceil(max(xs)) - math.floor(min(xs)), math.ceil(max(ys)) - math.floor(min(ys))
-
-
-@processor("rotate", size=_rotated_size)
+@processor("rotate")
 def rotate(image: Image.Image, operation: Rotate) -> Image.Image:
     angle = operation.angle % 360
     if angle == 0:

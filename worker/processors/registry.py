@@ -1,8 +1,9 @@
 """The processor registry: operation name → function(image, operation) → image.
 
-Beside the processor, an operation may register how large its output is for an input size (for
-the output limit, checked before it runs; default: the same size) and how it fixes its choices on
-an animation's first frame (smart gravity), so that every frame gets the same.
+Beside the processor, an operation may register how it fixes its choices on an animation's first
+frame (smart gravity), so that every frame gets the same. How large its output is for an input
+size (for the output limit, checked before it runs) the operation's model says
+(common.operations)
 """
 
 from collections.abc import Callable
@@ -14,10 +15,8 @@ from common.operations import OPERATION_MODELS, Operation
 
 Size = tuple[int, int]
 Processor = Callable[[Image.Image, Any], Image.Image]
-Sizer = Callable[[Size, Any], Size]
 Fixer = Callable[[Image.Image, Any], Any]
 PROCESSORS: dict[str, Processor] = {}
-SIZERS: dict[str, Sizer] = {}
 FIXERS: dict[str, Fixer] = {}
 
 _P = TypeVar("_P", bound=Processor)
@@ -35,7 +34,7 @@ class NotApplicable(Exception):
         self.reason = reason
 
 
-def processor(name: str, size: Sizer | None = None, fix: Fixer | None = None) -> Callable[[_P], _P]:
+def processor(name: str, fix: Fixer | None = None) -> Callable[[_P], _P]:
     """Register the decorated function as the processor for the operation declared as `name`."""
     if name not in OPERATION_MODELS:
         raise ValueError(f"no operation {name!r} is declared in common.operations")
@@ -44,8 +43,6 @@ def processor(name: str, size: Sizer | None = None, fix: Fixer | None = None) ->
         if name in PROCESSORS:
             raise ValueError(f"a processor for {name!r} is already registered")
         PROCESSORS[name] = function
-        if size is not None:
-            SIZERS[name] = size
         if fix is not None:
             FIXERS[name] = fix
         return function
@@ -58,8 +55,7 @@ def apply(image: Image.Image, operation: Operation) -> Image.Image:
 
 
 def output_size(size: Size, operation: Operation) -> Size:
-    sizer = SIZERS.get(operation.name)
-    return size if sizer is None else sizer(size, operation)
+    return operation.output_size(size)
 
 
 def apply_to_frames(frames: list[Image.Image], operation: Operation) -> list[Image.Image]:

@@ -44,29 +44,12 @@ def plan_resize(
     fill: stretch to the box; without upscale, each side is clamped to the source's.
     pad: as contain; the processor then pads to the box.
     """
-    width, height = source
-    full: Box = (0, 0, width, height)
-    if operation.fit == "fill":
-        assert operation.width is not None and operation.height is not None
-        size = (operation.width, operation.height)
-        if not operation.upscale:
-            size = (min(size[0], width), min(size[1], height))
-        region = full
-    else:
-        ratios = [
-            box / side
-            for box, side in ((operation.width, width), (operation.height, height))
-            if box is not None
-        ]
-        scale = max(ratios) if operation.fit == "cover" else min(ratios)
-        if not operation.upscale:
-            scale = min(scale, 1.0)
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        region = full
-        if operation.fit == "cover":
-            assert operation.width is not None and operation.height is not None
-            size = (min(operation.width, size[0]), min(operation.height, size[1]))
-            region = place(source, (size[0] / scale, size[1] / scale), operation.gravity, image)
+    full: Box = (0, 0, *source)
+    size = operation.resampled_size(source)
+    region = full
+    if operation.fit == "cover":
+        scale = operation.scale(source)
+        region = place(source, (size[0] / scale, size[1] / scale), operation.gravity, image)
     if size == source and region == full:
         return None
     return ResizePlan(size, region)
@@ -85,14 +68,6 @@ def resample(image: Image.Image, plan: ResizePlan, scale: float = 1.0) -> Image.
     )
 
 
-def _resized_size(source: tuple[int, int], operation: Resize) -> tuple[int, int]:
-    if operation.fit == "pad":
-        assert operation.width is not None and operation.height is not None
-        return operation.width, operation.height
-    plan = plan_resize(source, operation)
-    return source if plan is None else plan.size
-
-
 def _fix_resize(first_frame: Image.Image, operation: Resize) -> Resize:
     """Smart gravity's choice on the first frame, as the nearest fixed gravity, for every frame."""
     if operation.gravity != "smart" or operation.fit != "cover":
@@ -108,7 +83,7 @@ def _fix_resize(first_frame: Image.Image, operation: Resize) -> Resize:
     return operation.model_copy(update={"gravity": gravity})
 
 
-@processor("resize", size=_resized_size, fix=_fix_resize)
+@processor("resize", fix=_fix_resize)
 def resize(image: Image.Image, operation: Resize) -> Image.Image:
     plan = plan_resize(image.size, operation, image)
     resized = image if plan is None else resample(image, plan)
