@@ -15,6 +15,7 @@ from common.formats import (
     RequestedFormat,
 )
 from common.operations import Operation
+from common.variants import VARIANT_NAME_PATTERN, Variant
 
 
 class Header:
@@ -68,6 +69,8 @@ class JobMessage(BaseModel):
     operations: list[Operation] = Field(min_length=1)
     output_format: RequestedFormat | None = None
     quality: int = Field(85, ge=1, le=100)
+    # Every output to make (a message from before variants: none, the fields above are the one).
+    variants: list[Variant] = []
     color: ColorPolicy = "srgb"
     metadata: MetadataPolicy = "strip"
     max_bytes: int | None = Field(None, ge=MIN_MAX_BYTES, le=MAX_MAX_BYTES)
@@ -82,6 +85,12 @@ class ResultInfo(BaseModel):
     bytes: int
     format: OutputFormat
     content_type: str
+
+
+class VariantResult(ResultInfo):
+    """One variant's stored output."""
+
+    name: str = Field(pattern=VARIANT_NAME_PATTERN.pattern)
 
 
 JobStatusName = Literal["queued", "processing", "retrying", "completed", "failed"]
@@ -103,6 +112,8 @@ class JobEvent(BaseModel):
     worker: str | None = None
     attempts: int = 0
     result: ResultInfo | None = None
+    # job.completed: every variant's result (the first is `result`).
+    results: list[VariantResult] = []
     error: str | None = None
     error_reason: str | None = None
     next_attempt_at: datetime | None = None
