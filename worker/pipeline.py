@@ -22,6 +22,7 @@ from common.formats import (
     ColorPolicy,
     MetadataPolicy,
     OutputFormat,
+    RequestedFormat,
     accepted_list,
 )
 from common.imaging import declared_size
@@ -127,14 +128,20 @@ def process_image(
     job's policies (common/formats.py): by default pixels are converted to sRGB and no metadata is
     written. `max_bytes`: the highest quality whose result fits, or `output_too_large`.
     """
-    # Unchecked: callers here pass what the job message (or a test) already holds.
-    variant = Variant.model_construct(
-        name=DEFAULT_VARIANT, operations=list(operations), output_format=output_format, quality=quality
-    )
+    variant = single_output(operations, output_format, quality)
     processed = process_variants(
         data, [variant], max_pixels, deadline, max_output_pixels, color, metadata, max_frames, max_bytes
     )
     return processed.outputs[variant.name]
+
+
+def single_output(operations: Sequence[Operation], output_format: str | None, quality: int) -> Variant:
+    """The one `default` variant of a job without variants. Unchecked: callers pass what a job
+    message (or a test) already holds."""
+    return Variant.model_construct(
+        name=DEFAULT_VARIANT, operations=list(operations),
+        output_format=cast(RequestedFormat | None, output_format), quality=quality,
+    )
 
 
 def process_variants(

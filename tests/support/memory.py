@@ -12,7 +12,7 @@ from typing import BinaryIO
 from common.amqp import DeliveryLost, PublishFailed, QueueFull
 from common.storage import ObjectMissing, StorageUnavailable
 from worker.isolation import PipelineRequest
-from worker.pipeline import ProcessedImage, process_image
+from worker.pipeline import ProcessedImage, ProcessedVariants, process_variants
 
 
 class MemoryObjectStore:
@@ -118,10 +118,12 @@ class InProcessPipeline:
         pass
 
     def run(self, request: PipelineRequest) -> ProcessedImage:
+        return next(iter(self.run_variants(request).outputs.values()))
+
+    def run_variants(self, request: PipelineRequest) -> ProcessedVariants:
         next(self.runs)
-        return process_image(
-            request.data, request.operations, request.output_format, request.quality,
-            request.max_pixels, max_output_pixels=request.max_output_pixels,
+        return process_variants(
+            request.data, request.outputs(), request.max_pixels, max_output_pixels=request.max_output_pixels,
         )
 
     def close(self) -> None:
