@@ -39,9 +39,11 @@ class Variant(BaseModel):
     quality: int = Field(85, ge=1, le=100)
 
 
-def default_variant(operations: list[Operation], output_format: RequestedFormat | None, quality: int) -> Variant:
+def default_variant(operations: list[Operation], output_format: str | None, quality: int) -> Variant:
     """What a job given only `operations` (and no variants) makes."""
-    return Variant(name=DEFAULT_VARIANT, operations=operations, output_format=output_format, quality=quality)
+    return Variant.model_validate(
+        {"name": DEFAULT_VARIANT, "operations": operations, "output_format": output_format, "quality": quality}
+    )
 
 
 def is_variant_name(value: str) -> bool:
