@@ -63,3 +63,8 @@ class JobStatusResponse(BaseModel):
     webhook: WebhookDelivery | None
     timings: Timings
     revision: int
+
+
+class PresetsResponse(BaseModel):
+    # Preset name -> its variants, as `preset=<name>` on an upload expands to.
+    presets: dict[str, list[Variant]]
