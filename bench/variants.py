@@ -10,7 +10,10 @@ other, the order alternating between rounds (as bench/ab.py does):
 
 The time is the client's: first upload start → the last job seen completed (status long poll). The
 figure is separate ÷ variants within each round (above 1: the variants job is faster), median and
-spread over rounds. A shared machine is noisy: the figures are as measured.
+spread over rounds; beside it, the same ratio of the CPU the system's processes spent (API, workers
+with their image processes, notifier, object store): the work saved, which the wall clock shows
+only when the cores are short of it (two idle workers make four separate jobs two at a time). A
+shared machine is noisy: the figures are as measured.
 """
 
 import argparse
@@ -69,17 +72,20 @@ def forms(way: str) -> list[dict[str, str]]:
     return [{key: str(value) for key, value in output.items()} for output in OUTPUTS.values()]
 
 
-def timed(system: BenchSystem, image: Path, way: str) -> float:
-    """Seconds from the first upload's start to the last job completed; the outputs are checked."""
+def timed(system: BenchSystem, image: Path, way: str) -> tuple[float, float]:
+    """Seconds from the first upload's start to the last job completed, and the CPU seconds the
+    system's processes spent meanwhile; the outputs are checked."""
     jobs = forms(way)
     with system.system.http as client, ThreadPoolExecutor(len(jobs)) as pool:
+        system.cpu.start()
         started = time.perf_counter()
         statuses = list(pool.map(lambda form: one_job(client, image, form), jobs))
         elapsed = time.perf_counter() - started
+        cpu_ms = system.cpu.per_job(1)
     made = sorted((r["width"], r["height"], r["format"]) for s in statuses for r in s["results"])
     if len(made) != len(OUTPUTS):
         raise RuntimeError(f"{way}: {len(made)} outputs instead of {len(OUTPUTS)}")
-    return elapsed
+    return elapsed, sum(ms for process, ms in cpu_ms.items() if process != "client") / 1000
 
 
 def made_alike(system: BenchSystem, image: Path) -> bool:
@@ -102,12 +108,18 @@ def measure(system: BenchSystem, image: Path, rounds: int) -> dict:
     per_round = []
     for index in range(rounds):
         order = WAYS if index % 2 == 0 else WAYS[::-1]
-        seconds = {way: round(timed(system, image, way), 3) for way in order}
-        faster = ratio(seconds["separate"], seconds["variants"])
-        per_round.append({"first": order[0], **seconds, "separate_vs_variants": faster})
+        measured = {way: timed(system, image, way) for way in order}
+        seconds = {way: round(elapsed, 3) for way, (elapsed, _) in measured.items()}
+        cpu = {f"{way}_cpu_s": round(cpu_s, 3) for way, (_, cpu_s) in measured.items()}
+        per_round.append({
+            "first": order[0], **seconds, **cpu,
+            "separate_vs_variants": ratio(seconds["separate"], seconds["variants"]),
+            "cpu_separate_vs_variants": ratio(cpu["separate_cpu_s"], cpu["variants_cpu_s"]),
+        })
         print(f"[variants] {image.name} round {index + 1} ({order[0]} first): {per_round[-1]}", flush=True)
     return {
         "separate_vs_variants": spread([r["separate_vs_variants"] or 0.0 for r in per_round]),
+        "cpu_separate_vs_variants": spread([r["cpu_separate_vs_variants"] or 0.0 for r in per_round]),
         "variants_s": spread([r["variants"] for r in per_round]),
         "separate_s": spread([r["separate"] for r in per_round]),
         "per_round": per_round,
@@ -145,7 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     path = write_json(report, args.out / "variants.json")
     for label, figures in results.items():
-        print(f"[variants] {label} MP: separate ÷ variants {figures['separate_vs_variants']}")
+        print(
+            f"[variants] {label} MP: separate ÷ variants, time {figures['separate_vs_variants']}, "
+            f"CPU {figures['cpu_separate_vs_variants']}"
+        )
     print(f"[variants] wrote {path}")
     return 0
 

@@ -134,3 +134,7 @@ def test_bench_variants_quick_compares_one_job_with_four(tmp_path: Path) -> None
     (measured,) = figures["per_round"]
     assert measured["variants"] > 0 and measured["separate"] > 0
     assert measured["separate_vs_variants"] == pytest.approx(measured["separate"] / measured["variants"], rel=1e-2)
+    assert measured["variants_cpu_s"] > 0 and measured["separate_cpu_s"] > 0
+    assert measured["cpu_separate_vs_variants"] == pytest.approx(
+        measured["separate_cpu_s"] / measured["variants_cpu_s"], rel=1e-2
+    )
