@@ -22,6 +22,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.logos import logo_dir, preset_names
+from common.variants import MAX_VARIANTS_BOUND
 
 logger = logging.getLogger(__name__)
 
@@ -256,7 +257,7 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(100_000_000, ge=1, le=1_000_000_000)
     max_operations: int = Field(20, ge=1)
     # Named outputs one upload may ask for (the `variants` field, or a preset's).
-    max_variants: int = Field(10, ge=1, le=100)
+    max_variants: int = Field(10, ge=1, le=MAX_VARIANTS_BOUND)
     # The operator's presets: named sets of variants (YAML, api/presets.py); unset: none.
     presets_file: Path | None = None
     default_operations: str = "resize,watermark"

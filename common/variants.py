@@ -21,6 +21,8 @@ DEFAULT_VARIANT = "default"
 # Also what keeps a variant's name from ever being a path in a storage key or a URL.
 VARIANT_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 MAX_VARIANTS_JSON_LENGTH = 200_000
+# The most MAX_VARIANTS may be set to; also what a job message may carry.
+MAX_VARIANTS_BOUND = 100
 _VARIANT_FIELDS = ("operations", "output_format", "quality")
 
 
