@@ -99,13 +99,18 @@ test-images: venv ## generate a test image set: make test-images COUNT=40 PROFIL
 	@$(PY) test_images/generate.py --count $(COUNT) --profile $(PROFILE)
 
 # --- The benchmark (bench/, README "Performance") ---
-.PHONY: bench bench-quick bench-thumbor bench-formats thumbor-venv
+.PHONY: bench bench-quick bench-thumbor bench-formats bench-variants thumbor-venv
 
-bench: venv thumbor-venv ## limit, libvips, the system, Celery and thumbor side by side: results/bench/bench.json and bench.png
+bench: venv thumbor-venv ## limit, libvips, the system, Celery and thumbor side by side (bench.json, bench.png), then bench-variants
 	@$(PY) -m bench
+	@$(PY) -m bench.variants
 
 bench-quick: venv thumbor-venv ## the benchmark on one tiny size with a few jobs: checks that it works, not how fast
 	@$(PY) -m bench --quick
+	@$(PY) -m bench.variants --quick
+
+bench-variants: venv ## one job with 4 variants vs 4 separate jobs, 2 and 12 MP, end to end: results/bench/variants.json
+	@$(PY) -m bench.variants
 
 bench-thumbor: venv thumbor-venv ## only thumbor vs the system on 2K photos fit to 512: results/bench/thumbor.json
 	@$(PY) -m bench.thumbor_bench

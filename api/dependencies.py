@@ -1,11 +1,12 @@
 """The API's composition root: the services a request handler needs, built once per process."""
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.presets import Presets, load_presets
 from api.service import JobsPorts
 from common.amqp import Publisher
 from common.egress import EgressPolicy
@@ -28,9 +29,12 @@ class Services:
     public_url: str
     # The object store's own console, linked from the Storage page ("" : none).
     storage_console_url: str
+    presets: Presets = field(default_factory=dict)
 
     @classmethod
     def create(cls, settings: Settings) -> "Services":
+        # First: a bad presets file stops the API before it connects to anything.
+        presets = load_presets(settings.presets_file, settings.uploads)
         store = ObjectStore(settings.storage)
         try:
             store.ensure_bucket()
@@ -45,11 +49,12 @@ class Services:
             settings.uploads,
             settings.api_public_url,
             settings.storage_console_url,
+            presets,
         )
 
     @property
     def jobs_ports(self) -> JobsPorts:
-        return JobsPorts(self.store, self.jobs, self.publisher, self.egress, self.limits)
+        return JobsPorts(self.store, self.jobs, self.publisher, self.egress, self.limits, self.presets)
 
     def close(self) -> None:
         self.publisher.close()

@@ -16,7 +16,7 @@ from api.limits import FORM_OVERHEAD_BYTES, UploadSizeLimit
 from api.metrics import UploadMetrics
 from api.monitoring import Monitoring, upload_counters
 from api.retention import RetentionSweeper
-from api.routes import console, dlq, events, health, jobs, manage, metrics, storage
+from api.routes import console, dlq, events, health, jobs, manage, metrics, presets, storage
 from common.clients import KeyRing
 from common.imaging import guard_decompression
 from common.logs import configure_logging
@@ -60,6 +60,7 @@ app.add_middleware(
 app.add_middleware(UploadMetrics, counters=upload_counters)
 app.include_router(jobs.router)
 app.include_router(manage.router)
+app.include_router(presets.router)
 app.include_router(events.router)
 app.include_router(health.router)
 app.include_router(dlq.router)

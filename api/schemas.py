@@ -6,8 +6,9 @@ from pydantic import BaseModel
 
 from common.formats import ColorPolicy, MetadataPolicy, RequestedFormat
 from common.jobs import JobStatus, OriginalInfo, Timings, WebhookDelivery
-from common.messages import ResultInfo
+from common.messages import ResultInfo, VariantResult
 from common.operations import Operation
+from common.variants import Variant
 
 
 class JobAccepted(BaseModel):
@@ -19,11 +20,18 @@ class JobAccepted(BaseModel):
     color: ColorPolicy
     metadata: MetadataPolicy
     max_bytes: int | None
+    # Every output the job makes (one, `default`, for an upload with operations only).
+    variants: list[Variant]
+    preset: str | None
     status_url: str
     result_url: str
 
 
 class ResultWithUrl(ResultInfo):
+    download_url: str
+
+
+class VariantResultWithUrl(VariantResult):
     download_url: str
 
 
@@ -36,6 +44,8 @@ class JobStatusResponse(BaseModel):
     color: ColorPolicy
     metadata: MetadataPolicy
     max_bytes: int | None
+    variants: list[Variant]
+    preset: str | None
     callback_url: str | None
     owner: str | None
     original: OriginalInfo
@@ -45,9 +55,16 @@ class JobStatusResponse(BaseModel):
     attempts: int
     worker: str | None
     next_attempt_at: datetime | None
+    # The first variant's result; `results` has every variant's.
     result: ResultWithUrl | None
+    results: list[VariantResultWithUrl]
     error: str | None
     error_reason: str | None
     webhook: WebhookDelivery | None
     timings: Timings
     revision: int
+
+
+class PresetsResponse(BaseModel):
+    # Preset name -> its variants, as `preset=<name>` on an upload expands to.
+    presets: dict[str, list[Variant]]

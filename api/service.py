@@ -6,9 +6,9 @@ call them with in-memory adapters (tests/unit/test_service.py).
 
 import logging
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import BinaryIO
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
 
 from api import errors
 from api.job_index import add_to_index, remove_from_index
@@ -18,12 +18,13 @@ from common.clients import Client
 from common.egress import EgressPolicy, UnsafeTarget
 from common.formats import COLOR_POLICIES, METADATA_POLICIES
 from common.jobs import JobRecord, JobStatus, JobStore, OriginalInfo, original_key, publish_event
-from common.messages import is_job_id
+from common.messages import ResultInfo, is_job_id
 from common.operations import Crop, Operation, OperationsError, Resize, Watermark, parse_operations
 from common.ports import MessagePublisher, ObjectStorage
 from common.settings import UploadLimits
 from common.storage import StorageError
 from common.topology import JOBS_EXCHANGE, JOBS_ROUTING_KEY
+from common.variants import Variant, VariantsError, default_variant, is_variant_name, parse_variants
 
 logger = logging.getLogger("api")
 
@@ -46,6 +47,8 @@ class Upload:
     color: str | None = None
     metadata: str | None = None
     max_bytes: int | None = None
+    variants: str | None = None
+    preset: str | None = None
 
 
 @dataclass
@@ -55,6 +58,8 @@ class JobsPorts:
     publisher: MessagePublisher
     egress: EgressPolicy
     limits: UploadLimits
+    # The operator's presets (api/presets.py), checked when the API started.
+    presets: Mapping[str, list[Variant]] = field(default_factory=dict)
 
 
 def submit_job(upload: Upload, ports: JobsPorts) -> JobRecord:
@@ -65,13 +70,9 @@ def submit_job(upload: Upload, ports: JobsPorts) -> JobRecord:
             f"upload too large: {upload.size} bytes; files up to {limits.max_upload_bytes} bytes are accepted",
             field="file",
         )
-    try:
-        operations = parse_operations(upload.operations or limits.default_operations, limits.max_operations)
-    except OperationsError as exc:
-        raise errors.InvalidInput(f"operations: {exc}", field="operations") from exc
-    _check_output_size(operations, limits.max_output_pixels)
-    _check_logos(operations, limits.logos)
-    output_format = parse_output_format(upload.output_format)
+    variants, field_name = _requested_variants(upload, limits, ports.presets)
+    for variant in variants:
+        _in_variant(variant, field_name, check_variant, variant, limits)
     color = parse_choice(upload.color, "color", COLOR_POLICIES)
     metadata = parse_choice(upload.metadata, "metadata", METADATA_POLICIES)
     callback_url = None
@@ -81,14 +82,18 @@ def submit_job(upload: Upload, ports: JobsPorts) -> JobRecord:
         except UnsafeTarget as exc:
             raise errors.InvalidInput(f"callback_url is refused: {exc}", field="callback_url") from None
     image = sniff_image(upload.file, upload.size, limits.max_image_pixels)
-    _check_crops(operations, image.upright_sizes)
+    for variant in variants:
+        _in_variant(variant, field_name, _check_crops, variant.operations, image.upright_sizes)
 
     job_id = uuid.uuid4().hex
+    first = variants[0]
     record = JobRecord.queued(
         job_id=job_id,
-        operations=operations,
-        output_format=output_format,
-        quality=upload.quality or limits.default_quality,
+        operations=first.operations,
+        output_format=first.output_format,
+        quality=first.quality,
+        variants=variants,
+        preset=upload.preset if field_name == "preset" else None,
         color=color,
         metadata=metadata,
         max_bytes=upload.max_bytes,
@@ -123,9 +128,61 @@ def submit_job(upload: Upload, ports: JobsPorts) -> JobRecord:
     logger.info(
         "queued %s %dx%d (%d bytes) for %s",
         image.format, image.width, image.height, upload.size,
-        ",".join(op.name for op in operations), extra={"job_id": job_id},
+        "; ".join(f"{v.name}: {','.join(op.name for op in v.operations)}" for v in variants), extra={"job_id": job_id},
     )
     return record
+
+
+def _requested_variants(
+    upload: Upload, limits: UploadLimits, presets: Mapping[str, list[Variant]]
+) -> tuple[list[Variant], str]:
+    """What the job is to make, and the field that said so: `preset`, `variants`, or `operations`
+    (with output_format and quality) for the one `default` variant."""
+    given = [name for name in ("preset", "variants", "operations") if getattr(upload, name) is not None]
+    if len(given) > 1:
+        raise errors.InvalidInput(f"{' and '.join(given)} cannot be combined: send one of them", field=given[0])
+    if given and (upload.output_format is not None or upload.quality is not None) and given[0] != "operations":
+        raise errors.InvalidInput(
+            f"output_format and quality go inside each variant when {given[0]} is given", field=given[0]
+        )
+    if upload.preset is not None:
+        preset = presets.get(upload.preset)
+        if preset is None:
+            raise errors.InvalidInput(
+                f"no preset {upload.preset[:64]!r}; available: {', '.join(sorted(presets)) or 'none'}", field="preset"
+            )
+        return preset, "preset"
+    if upload.variants is not None:
+        try:
+            variants = parse_variants(
+                upload.variants, limits.max_variants, limits.max_operations, limits.default_quality
+            )
+        except VariantsError as exc:
+            raise errors.InvalidInput(f"variants: {exc}", field="variants") from None
+        return variants, "variants"
+    try:
+        operations = parse_operations(upload.operations or limits.default_operations, limits.max_operations)
+    except OperationsError as exc:
+        raise errors.InvalidInput(f"operations: {exc}", field="operations") from exc
+    output_format = parse_output_format(upload.output_format)
+    return [default_variant(operations, output_format, upload.quality or limits.default_quality)], "operations"
+
+
+def check_variant(variant: Variant, limits: UploadLimits) -> None:
+    """What can be judged of a variant before the image is read: its enlargements and its logos."""
+    _check_output_size(variant.operations, limits.max_output_pixels)
+    _check_logos(variant.operations, limits.logos)
+
+
+def _in_variant(variant: Variant, field_name: str, check: Callable[..., None], *args: Any) -> None:
+    """Run a check on one variant; a problem found in a named variant names it (and the field)."""
+    if field_name == "operations":
+        check(*args)
+        return
+    try:
+        check(*args)
+    except errors.InvalidInput as exc:
+        raise errors.InvalidInput(f"{field_name}: variant {variant.name}: {exc.detail}", field=field_name) from None
 
 
 def announce(record: JobRecord, publisher: MessagePublisher) -> None:
@@ -151,15 +208,23 @@ def find_job(job_id: str, client: Client, jobs: JobStore) -> JobRecord:
     return record
 
 
-def open_result(job_id: str, client: Client, jobs: JobStore, store: ObjectStorage) -> tuple[JobRecord, Iterator[bytes]]:
-    """The completed job and its result's bytes (see stream_object)."""
+def open_result(
+    job_id: str, client: Client, jobs: JobStore, store: ObjectStorage, variant: str | None = None
+) -> tuple[ResultInfo, Iterator[bytes]]:
+    """The completed job's result (the first variant's, or the one named) and its bytes (see stream_object)."""
+    if variant is not None and not is_variant_name(variant):
+        raise errors.NotFound(f"no variant {variant[:64]!r}: variant names are 1 to 32 of a-z, 0-9, '-' and '_'")
     record = find_job(job_id, client, jobs)
     if record.status is not JobStatus.COMPLETED or record.result is None:
         detail = f"job {job_id} is {record.status}"
         if record.error:
             detail += f": {record.error}"
         raise errors.NotFinished(detail)
-    return record, stream_object(store, record.result.key)
+    result: ResultInfo | None = record.result if variant is None else record.variant_result(variant)
+    if result is None:
+        names = ", ".join(output.name for output in record.outputs)
+        raise errors.NotFound(f"job {job_id} has no variant {variant!r}; its variants: {names}")
+    return result, stream_object(store, result.key)
 
 
 def stream_object(store: ObjectStorage, key: str) -> Iterator[bytes]:

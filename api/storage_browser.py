@@ -137,5 +137,8 @@ def open_preview(
             f"no preview of the {kind}: only {', '.join(sorted(PREVIEW_FORMATS))} up to "
             f"{PREVIEW_MAX_BYTES // 1024 // 1024} MiB and {PREVIEW_MAX_PIXELS // 1_000_000} MP are shown as they are"
         )
-    key = original_key(record.job_id) if kind == "original" else result_key(record.job_id, stored.format)
+    if kind == "original":
+        key = original_key(record.job_id)
+    else:  # the job's result is its first variant's
+        key = result_key(record.job_id, stored.format, record.outputs[0].name)
     return stored, stream_object(store, key)

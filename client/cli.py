@@ -1,6 +1,8 @@
 """The command-line client of the API.
 
     imgpipe upload photo.jpg more/*.png --ops "resize(width=800),watermark" --wait --out results/
+    imgpipe upload photo.jpg --preset avatar --wait --out results/     # results/photo/<variant>.<ext>
+    imgpipe upload photo.jpg --variants '{"thumb": {"operations": "resize(width=200)"}}'
     imgpipe status JOB_ID [--wait 30]
     imgpipe watch                      # every job's changes as they happen (an operator's key)
     imgpipe dlq stats
@@ -95,6 +97,11 @@ class Printer:
 
 def _describe(data: dict) -> str:
     status = data.get("status", "?")
+    results = data.get("results") or []
+    if status == "completed" and len(results) > 1:
+        return "completed " + "; ".join(
+            f"{r['name']} {r['width']}x{r['height']} {r['format']}, {r['bytes']} bytes" for r in results
+        )
     if status == "completed" and data.get("result"):
         result = data["result"]
         return f"completed {result['width']}x{result['height']} {result['format']}, {result['bytes']} bytes"
@@ -115,7 +122,10 @@ def upload(api: Api, args: argparse.Namespace, say: Printer) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
 
     def one(path: Path) -> int:
-        fields = (("operations", args.ops), ("output_format", args.format), ("quality", args.quality))
+        fields = (
+            ("operations", args.ops), ("output_format", args.format), ("quality", args.quality),
+            ("variants", args.variants), ("preset", args.preset),
+        )
         form = {name: value for name, value in fields if value}
         try:
             with open(path, "rb") as handle:
@@ -134,9 +144,16 @@ def upload(api: Api, args: argparse.Namespace, say: Printer) -> int:
         final = api.follow(job_id, show)
         if final.get("status") != "completed":
             return FAILED
-        if args.out:
-            extension = {"jpeg": "jpg"}.get(final["result"]["format"], final["result"]["format"])
-            target = args.out / f"{path.stem}.{extension}"
+        if args.out and (args.variants or args.preset):
+            # One folder per file, one file per variant: out/<file>/<variant>.<ext>.
+            folder = args.out / path.stem
+            folder.mkdir(exist_ok=True)
+            for result in final.get("results") or []:
+                target = folder / f"{result['name']}.{_extension(result['format'])}"
+                target.write_bytes(api.request("GET", f"/result/{job_id}/{result['name']}").content)
+                say(f"{path.name}: {result['name']} written to {target}")
+        elif args.out:
+            target = args.out / f"{path.stem}.{_extension(final['result']['format'])}"
             target.write_bytes(api.request("GET", f"/result/{job_id}").content)
             say(f"{path.name}: written to {target}")
         return OK
@@ -144,6 +161,10 @@ def upload(api: Api, args: argparse.Namespace, say: Printer) -> int:
     with ThreadPoolExecutor(max(1, min(args.parallel, len(files)))) as pool:
         outcomes = list(pool.map(one, files))
     return max(outcomes, default=OK)
+
+
+def _extension(format_: str) -> str:
+    return {"jpeg": "jpg"}.get(format_, format_)
 
 
 def status(api: Api, args: argparse.Namespace, say: Printer) -> int:
@@ -196,8 +217,17 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--ops", help='operations, e.g. "resize(width=800),watermark"; default: the API\'s')
     up.add_argument("--format", choices=("jpeg", "png", "webp"), help="output format; default: the input's")
     up.add_argument("--quality", type=int, help="1-100")
+    named = up.add_mutually_exclusive_group()
+    named.add_argument(
+        "--variants", metavar="JSON",
+        help='named outputs from one decode, e.g. \'{"thumb": {"operations": "resize(width=200)"}}\'',
+    )
+    named.add_argument("--preset", metavar="NAME", help="an operator's preset (GET /presets): its variants")
     up.add_argument("--wait", action="store_true", help="follow each job's events until it ends")
-    up.add_argument("--out", type=Path, help="with --wait: write each result into this folder")
+    up.add_argument(
+        "--out", type=Path,
+        help="with --wait: write each result into this folder (variants: <folder>/<file>/<variant>.<ext>)",
+    )
     up.add_argument("--parallel", type=int, default=4, help="uploads in flight at once (default 4)")
     up.set_defaults(run=upload)
 

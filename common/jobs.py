@@ -12,11 +12,12 @@ from typing import Any
 from pydantic import BaseModel, Field, computed_field
 
 from common.formats import MAX_MAX_BYTES, MIN_MAX_BYTES, ColorPolicy, MetadataPolicy, RequestedFormat
-from common.messages import JobEvent, JobEventName, JobMessage, ResultInfo, is_job_id, utcnow
+from common.messages import JobEvent, JobEventName, JobMessage, ResultInfo, VariantResult, is_job_id, utcnow
 from common.operations import Operation
 from common.ports import MessagePublisher
 from common.storage import ObjectMissing, ObjectStore
 from common.topology import EVENTS_EXCHANGE, event_routing_key
+from common.variants import DEFAULT_VARIANT, Variant, default_variant
 
 
 class JobStatus(StrEnum):
@@ -89,6 +90,11 @@ class JobRecord(BaseModel):
     metadata: MetadataPolicy = "strip"
     max_bytes: int | None = Field(None, ge=MIN_MAX_BYTES, le=MAX_MAX_BYTES)
     callback_url: str | None = None
+    # Every output the job makes; `operations`, `output_format` and `quality` above are the first's.
+    # (Empty in records written before variants existed: then the one `default` they describe.)
+    variants: list[Variant] = []
+    # The preset the variants were expanded from (kept as expanded: a later edit rewrites no job).
+    preset: str | None = None
     owner: str | None = None  # the client that submitted it (None: anonymous)
     original: OriginalInfo
     created_at: datetime = Field(default_factory=utcnow)
@@ -97,7 +103,9 @@ class JobRecord(BaseModel):
     attempts: int = 0
     worker: str | None = None
     next_attempt_at: datetime | None = None
+    # The first variant's result; `results` has every variant's, in the order they were asked for.
     result: ResultInfo | None = None
+    results: list[VariantResult] = []
     error: str | None = None
     error_reason: str | None = None
     webhook: WebhookDelivery | None = None
@@ -129,11 +137,13 @@ class JobRecord(BaseModel):
         self.worker = worker
         self.next_attempt_at = None
 
-    def complete(self, result: ResultInfo) -> None:
+    def complete(self, result: ResultInfo, results: list[VariantResult] | None = None) -> None:
+        """`result` is the first variant's; `results` every variant's (None: `result` is the default's)."""
         self._require("complete", JobStatus.PROCESSING)
         self.revision += 1
         self.status = JobStatus.COMPLETED
         self.result = result
+        self.results = results or [VariantResult(name=DEFAULT_VARIANT, **result.model_dump())]
         self.finished_at = utcnow()
         self.error = self.error_reason = None
 
@@ -199,6 +209,7 @@ class JobRecord(BaseModel):
             worker=self.worker,
             attempts=self.attempts,
             result=self.result if self.status is JobStatus.COMPLETED else None,
+            results=self.results if self.status is JobStatus.COMPLETED else [],
             error=self.error,
             error_reason=self.error_reason,
             next_attempt_at=self.next_attempt_at,
@@ -213,6 +224,14 @@ class JobRecord(BaseModel):
             total_ms=_ms(self.created_at, self.finished_at),
         )
 
+    @property
+    def outputs(self) -> list[Variant]:
+        """The variants the job makes (a record from before variants: its one `default`)."""
+        return self.variants or [default_variant(self.operations, self.output_format, self.quality)]
+
+    def variant_result(self, name: str) -> VariantResult | None:
+        return next((result for result in self.results if result.name == name), None)
+
     def to_message(self) -> JobMessage:
         return JobMessage(
             job_id=self.job_id,
@@ -220,6 +239,7 @@ class JobRecord(BaseModel):
             operations=self.operations,
             output_format=self.output_format,
             quality=self.quality,
+            variants=self.variants,
             color=self.color,
             metadata=self.metadata,
             max_bytes=self.max_bytes,
@@ -241,9 +261,12 @@ def original_key(job_id: str) -> str:
     return f"originals/{job_id}"
 
 
-def result_key(job_id: str, output_format: str) -> str:
+def result_key(job_id: str, output_format: str, variant: str = DEFAULT_VARIANT) -> str:
+    """Where a variant's output is stored: the default variant's is the job's one result key."""
     extension = {"jpeg": "jpg"}.get(output_format, output_format)
-    return f"results/{job_id}.{extension}"
+    if variant == DEFAULT_VARIANT:
+        return f"results/{job_id}.{extension}"
+    return f"results/{job_id}/{variant}.{extension}"
 
 
 _RECORDS_PREFIX = "jobs/"

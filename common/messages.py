@@ -4,7 +4,7 @@ import re
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from common.formats import (
     MAX_MAX_BYTES,
@@ -15,6 +15,7 @@ from common.formats import (
     RequestedFormat,
 )
 from common.operations import Operation
+from common.variants import MAX_VARIANTS_BOUND, VARIANT_NAME_PATTERN, Variant
 
 
 class Header:
@@ -68,11 +69,22 @@ class JobMessage(BaseModel):
     operations: list[Operation] = Field(min_length=1)
     output_format: RequestedFormat | None = None
     quality: int = Field(85, ge=1, le=100)
+    # Every output to make (a message from before variants: none, the fields above are the one);
+    # at most MAX_VARIANTS' own bound, each name once.
+    variants: list[Variant] = Field([], max_length=MAX_VARIANTS_BOUND)
     color: ColorPolicy = "srgb"
     metadata: MetadataPolicy = "strip"
     max_bytes: int | None = Field(None, ge=MIN_MAX_BYTES, le=MAX_MAX_BYTES)
     callback_url: str | None = None
     submitted_at: datetime
+
+    @field_validator("variants")
+    @classmethod
+    def _names_once(cls, variants: list[Variant]) -> list[Variant]:
+        names = [variant.name for variant in variants]
+        if len(set(names)) != len(names):
+            raise ValueError("each variant name may appear once")
+        return variants
 
 
 class ResultInfo(BaseModel):
@@ -82,6 +94,12 @@ class ResultInfo(BaseModel):
     bytes: int
     format: OutputFormat
     content_type: str
+
+
+class VariantResult(ResultInfo):
+    """One variant's stored output."""
+
+    name: str = Field(pattern=VARIANT_NAME_PATTERN.pattern)
 
 
 JobStatusName = Literal["queued", "processing", "retrying", "completed", "failed", "cancelled"]
@@ -105,6 +123,8 @@ class JobEvent(BaseModel):
     worker: str | None = None
     attempts: int = 0
     result: ResultInfo | None = None
+    # job.completed: every variant's result (the first is `result`).
+    results: list[VariantResult] = []
     error: str | None = None
     error_reason: str | None = None
     next_attempt_at: datetime | None = None

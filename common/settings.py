@@ -22,6 +22,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.logos import logo_dir, preset_names
+from common.variants import MAX_VARIANTS_BOUND
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ class UploadLimits:
     # The logo presets watermark(image=...) may name, as found when the API started.
     logos: frozenset[str] = frozenset()
     idempotency_ttl_s: int = 24 * 3600
+    max_variants: int = 10
 
 
 @dataclass(frozen=True)
@@ -255,6 +257,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(100_000_000, ge=1, le=1_000_000_000)
     max_operations: int = Field(20, ge=1)
+    # Named outputs one upload may ask for (the `variants` field, or a preset's).
+    max_variants: int = Field(10, ge=1, le=MAX_VARIANTS_BOUND)
+    # The operator's presets: named sets of variants (YAML, api/presets.py); unset: none.
+    presets_file: Path | None = None
     default_operations: str = "resize,watermark"
     default_quality: int = Field(85, ge=1, le=100)
     # Jobs waiting in the work queue; past it, uploads get 503 and nothing is stored.
@@ -377,6 +383,7 @@ class Settings(BaseSettings):
             max_output_pixels=self.max_output_pixels,
             max_operations=self.max_operations,
             max_queued_jobs=self.max_queued_jobs,
+            max_variants=self.max_variants,
             default_operations=self.default_operations,
             default_quality=self.default_quality,
             logos=preset_names(logo_dir(self.watermark_dir)),

@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from pydantic import ValidationError
@@ -125,7 +125,7 @@ class EventHandler:
                 if deferrals > MAX_DEFERRALS:
                     return self._finish(record, attempt, AttemptResult(False, False, f"{host} stayed busy"))
                 return self._later(delivery, attempt, deferred=True)
-            body = webhook_body(record, self._download_url(record))
+            body = webhook_body(record, self._download_urls(record))
             result = self._sender.attempt(url, self._keys.webhook_secret(record.owner), message_id(record), body)
         if result.delivered or not result.retryable or attempt >= self._attempts:
             return self._finish(record, attempt, result)
@@ -163,8 +163,10 @@ class EventHandler:
         except (TypeError, ValueError):
             return 1
 
-    def _download_url(self, record: JobRecord) -> str | None:
-        return self._store.presigned_url(record.result.key) if record.result else None
+    def _download_urls(self, record: JobRecord) -> dict[str, str]:
+        """A presigned URL for each stored result, by its key."""
+        keys = {result.key for result in record.results} | ({record.result.key} if record.result else set())
+        return {key: self._store.presigned_url(key) for key in keys}
 
     def _record(self, record: JobRecord, attempts: int, delivered: bool) -> None:
         """Notes the outcome on the job record, so GET /status shows it; best effort."""
@@ -187,11 +189,17 @@ def _event_name(record: JobRecord) -> str:
     return {JobStatus.COMPLETED: EVENT_COMPLETED, JobStatus.CANCELLED: EVENT_CANCELLED}.get(record.status, EVENT_FAILED)
 
 
-def webhook_body(record: JobRecord, download_url: str | None) -> bytes:
-    """What the client's endpoint receives, in Standard Webhooks' shape (type, timestamp, data)."""
+def webhook_body(record: JobRecord, download_urls: Mapping[str, str]) -> bytes:
+    """What the client's endpoint receives, in Standard Webhooks' shape (type, timestamp, data);
+    `download_urls`: the presigned URL of each result, by its key. `result` is the first variant's,
+    `results` every variant's (with its name)."""
     result = None
     if record.result is not None:
-        result = {**record.result.model_dump(mode="json"), "download_url": download_url}
+        result = {**record.result.model_dump(mode="json"), "download_url": download_urls.get(record.result.key)}
+    results = [
+        {**variant.model_dump(mode="json"), "download_url": download_urls.get(variant.key)}
+        for variant in record.results
+    ]
     data = {
         "job_id": record.job_id,
         "status": record.status.value,
@@ -200,6 +208,7 @@ def webhook_body(record: JobRecord, download_url: str | None) -> bytes:
         "created_at": record.created_at.isoformat(),
         "finished_at": record.finished_at.isoformat() if record.finished_at else None,
         "result": result,
+        "results": results,
         "error": record.error,
         "error_reason": record.error_reason,
     }

@@ -18,6 +18,8 @@ export S3_ENDPOINT="${S3_ENDPOINT:-127.0.0.1:$S3_PORT}"
 # SeaweedFS's filer browser, linked from the console's Storage page.
 export STORAGE_CONSOLE_URL="${STORAGE_CONSOLE_URL:-http://localhost:$((S3_PORT + 1002))/buckets/}"
 export MAX_WORKERS="${MAX_WORKERS:-16}"
+# The repository's example presets (presets.yaml): what `preset=avatar` and the others expand to.
+export PRESETS_FILE="${PRESETS_FILE:-$PROJECT_DIR/presets.yaml}"
 # single: SeaweedFS in one process; cluster: master, STORAGE_VOLUME_SERVERS volume servers (each
 # file on two of them, replication 001) and a filer with the S3 gateway, on the same S3 port.
 STORAGE="${STORAGE:-single}"

@@ -34,7 +34,7 @@ from common.amqp import Delivery, DeliveryLost, Outcome, PublishFailed
 from common.cancellation import CancelRequests
 from common.jobs import JobRecord, JobStatus, JobStore, original_key, publish_event, result_key
 from common.logs import job_logger
-from common.messages import Header, JobMessage, ResultInfo, utcnow
+from common.messages import Header, JobMessage, ResultInfo, VariantResult, utcnow
 from common.ports import MessagePublisher, ObjectStorage
 from common.settings import WorkerSettings
 from common.storage import ObjectMissing, StorageUnavailable
@@ -44,7 +44,7 @@ from common.topology import (
     retry_steps,
 )
 from worker.isolation import Pipeline, PipelineCancelled, PipelineRequest
-from worker.pipeline import ImageRejected, ProcessedImage
+from worker.pipeline import ImageRejected, ProcessedImage, ProcessedVariants
 from worker.stats import WorkerStats
 
 logger = logging.getLogger(__name__)
@@ -173,23 +173,15 @@ class JobHandler:
         if processed is None or self._cancels.find(record.job_id) is not None:
             self._end_cancelled(record, delivery)
             return
-        key = result_key(record.job_id, processed.format)
-        self._store.put(key, processed.data, content_type=processed.content_type)
-        record.complete(
-            ResultInfo(
-                key=key,
-                width=processed.width,
-                height=processed.height,
-                bytes=len(processed.data),
-                format=processed.format,
-                content_type=processed.content_type,
-            )
-        )
+        # Every output was made before any is stored: a job never completes with some variants.
+        results = [self._store_output(record.job_id, name, output) for name, output in processed.outputs.items()]
+        first = results[0]
+        record.complete(ResultInfo.model_validate(first.model_dump(exclude={"name"})), results)
         self._jobs.save(record)
         self._stats.completed(record)  # once the record says completed: a redelivery is not counted again
         log.info(
-            "completed: %dx%d %s, %d bytes in %.0f ms",
-            processed.width, processed.height, processed.format, len(processed.data),
+            "completed: %s in %.0f ms",
+            "; ".join(f"{r.name} {r.width}x{r.height} {r.format}, {r.bytes} bytes" for r in results),
             record.timings.processing_ms or 0,
         )
         self._publish_event(record, delivery)
@@ -218,10 +210,18 @@ class JobHandler:
         log.info("cancelled while processing; stopped, nothing stored, record written cancelled again")
         self._publish_event(current, delivery)
 
+    def _store_output(self, job_id: str, variant: str, output: ProcessedImage) -> VariantResult:
+        key = result_key(job_id, output.format, variant)
+        self._store.put(key, output.data, content_type=output.content_type)
+        return VariantResult(
+            name=variant, key=key, width=output.width, height=output.height, bytes=len(output.data),
+            format=output.format, content_type=output.content_type,
+        )
+
     def _process(
         self, data: bytes, message: JobMessage, cancelled: Callable[[], bool] | None = None
-    ) -> ProcessedImage:
-        return self._pipeline.run(
+    ) -> ProcessedVariants:
+        processed = self._pipeline.run_variants(
             PipelineRequest(
                 data=data,
                 operations=list(message.operations),
@@ -235,9 +235,16 @@ class JobHandler:
                 max_frames=self._settings.max_frames,
                 max_bytes=message.max_bytes,
                 logo_dir=self._settings.logo_dir,
+                variants=list(message.variants) or None,
             ),
             cancelled,
         )
+        # The image process decodes the original once per job: this line says so, once per decode.
+        job_logger(logger, message.job_id).info(
+            "decoded the original once at %dx%d (draft scale 1/%g) for %d variant(s)",
+            processed.decoded_width, processed.decoded_height, processed.draft_scale, len(processed.outputs),
+        )
+        return processed
 
     def start(self) -> None:
         """Start the image process now rather than with the first job."""
@@ -355,14 +362,16 @@ def _disagreement(message: JobMessage, record: JobRecord) -> list[str]:
         fields.append("original_key")
     if list(message.operations) != list(record.operations):
         fields.append("operations")
-    for name in ("output_format", "quality", "color", "metadata", "max_bytes", "callback_url"):
+    for name in ("output_format", "quality", "variants", "color", "metadata", "max_bytes", "callback_url"):
         if getattr(message, name) != getattr(record, name):
             fields.append(name)
     return fields
 
 
 def _describe(message: JobMessage) -> str:
-    return ",".join(op.name for op in message.operations)
+    if not message.variants:
+        return ",".join(op.name for op in message.operations)
+    return "; ".join(f"{v.name}: {','.join(op.name for op in v.operations)}" for v in message.variants)
 
 
 def _summarise(exc: ValidationError) -> str:

@@ -24,7 +24,8 @@ from typing import Any, Protocol
 
 from common.formats import ColorPolicy, MetadataPolicy
 from common.operations import Operation
-from worker.pipeline import ImageRejected, ProcessedImage
+from common.variants import Variant
+from worker.pipeline import ImageRejected, ProcessedImage, ProcessedVariants, single_output
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,11 @@ class PipelineRequest:
     max_frames: int = 500
     max_bytes: int | None = None
     logo_dir: Path | None = None
+    # Several outputs from one decode (None: the one described by operations, output_format, quality).
+    variants: list[Variant] | None = None
+
+    def outputs(self) -> list[Variant]:
+        return self.variants or [single_output(self.operations, self.output_format, self.quality)]
 
 
 class Pipeline(Protocol):
@@ -62,7 +68,9 @@ class Pipeline(Protocol):
 
     def start(self) -> None: ...
 
-    def run(self, request: PipelineRequest, cancelled: Callable[[], bool] | None = None) -> ProcessedImage: ...
+    def run_variants(
+        self, request: PipelineRequest, cancelled: Callable[[], bool] | None = None
+    ) -> ProcessedVariants: ...
 
     def close(self) -> None: ...
 
@@ -90,8 +98,15 @@ class PipelineProcess:
             raise RuntimeError("the image process did not start")
 
     def run(self, request: PipelineRequest, cancelled: Callable[[], bool] | None = None) -> ProcessedImage:
-        """The processed image; `cancelled` is asked every CANCEL_POLL_S while the child works, and
-        when it says so the child is killed (a fresh one takes the next job)."""
+        """The first (usually the only) output."""
+        return next(iter(self.run_variants(request, cancelled).outputs.values()))
+
+    def run_variants(
+        self, request: PipelineRequest, cancelled: Callable[[], bool] | None = None
+    ) -> ProcessedVariants:
+        """Every output, from one decode; the time limit and memory cap cover them all. `cancelled` is
+        asked every CANCEL_POLL_S while the child works, and when it says so the child is killed (a
+        fresh one takes the next job)."""
         self.start()
         assert self._connection is not None
         try:
@@ -116,7 +131,7 @@ class PipelineProcess:
                 "processing_error", f"the image process ended unexpectedly (exit code {code})"
             ) from None
         if kind == "ok":
-            processed: ProcessedImage = payload
+            processed: ProcessedVariants = payload
             return processed
         reason, message = payload
         raise ImageRejected(reason, message)
@@ -175,7 +190,7 @@ def _serve(connection: Connection, memory_limit_mb: int) -> None:
     import time
 
     from common.imaging import guard_decompression
-    from worker.pipeline import process_image
+    from worker.pipeline import process_variants
     from worker.processors.watermark import use_logo_dir
 
     # A stop signal is for the worker, which lets the current job finish; the child ends when the
@@ -198,9 +213,8 @@ def _serve(connection: Connection, memory_limit_mb: int) -> None:
         if request.logo_dir is not None:
             use_logo_dir(request.logo_dir)
         try:
-            result = process_image(
-                request.data, request.operations, request.output_format, request.quality,
-                request.max_pixels, deadline=time.monotonic() + request.time_limit_s,
+            result = process_variants(
+                request.data, request.outputs(), request.max_pixels, deadline=time.monotonic() + request.time_limit_s,
                 max_output_pixels=request.max_output_pixels, color=request.color, metadata=request.metadata,
                 max_frames=request.max_frames, max_bytes=request.max_bytes,
             )

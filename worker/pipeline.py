@@ -22,12 +22,15 @@ from common.formats import (
     ColorPolicy,
     MetadataPolicy,
     OutputFormat,
+    RequestedFormat,
     accepted_list,
 )
 from common.imaging import declared_size
 from common.operations import Operation, Resize
+from common.variants import DEFAULT_VARIANT, Variant
 from worker.colour import to_srgb
 from worker.encoding import ICC_COLOUR_SPACES, Animation, OverBudget, can_animate, choose_output_format, encode_within
+from worker.metadata import Metadata as KeptMetadata
 from worker.metadata import kept_metadata
 from worker.processors import NotApplicable, apply_to_frames, output_size
 from worker.processors.resize import ResizePlan, plan_resize, resample
@@ -67,6 +70,39 @@ class ProcessedImage:
     frames: int = 1
 
 
+@dataclass(frozen=True)
+class DecodedImage:
+    """The original decoded once, ready for every variant: frames in L, LA, RGB or RGBA.
+
+    `still` is the first frame alone (what a still output is made from); `animated` every frame,
+    when a variant may be an animation. With a JPEG draft (`draft_plans` set), the image is smaller
+    than the original by `draft_scale`, and each variant's first operation (a resize) is carried
+    out by its plan from there; the colour conversion then follows it, as it would on one output.
+    """
+
+    width: int
+    height: int
+    source_format: str | None
+    kept: KeptMetadata
+    still: list[Image.Image]
+    icc: bytes | None
+    animated: list[Image.Image] | None = None
+    animation: Animation | None = None
+    draft_plans: tuple[ResizePlan, ...] | None = None
+    draft_scale: float = 1.0
+    in_srgb: bool = False
+
+
+@dataclass(frozen=True)
+class ProcessedVariants:
+    """Every variant's output, in the order asked for, and what the one decode gave."""
+
+    outputs: dict[str, ProcessedImage]
+    decoded_width: int
+    decoded_height: int
+    draft_scale: float
+
+
 def process_image(
     data: bytes,
     operations: Sequence[Operation],
@@ -80,7 +116,7 @@ def process_image(
     max_frames: int = DEFAULT_MAX_FRAMES,
     max_bytes: int | None = None,
 ) -> ProcessedImage:
-    """Apply `operations` in order and encode the result.
+    """Apply `operations` in order and encode the result: one output (see process_variants).
 
     Output format: see worker.encoding.output_format. `max_pixels` is checked on the declared size
     before any pixel is decoded (Pillow's own guard, at the same limit, stops far larger ones while
@@ -92,20 +128,102 @@ def process_image(
     job's policies (common/formats.py): by default pixels are converted to sRGB and no metadata is
     written. `max_bytes`: the highest quality whose result fits, or `output_too_large`.
     """
-    operations = list(operations)
-    max_output_pixels = max_output_pixels or max_pixels
-    image, drafted = _decode(data, operations[0] if operations else None, max_pixels)
+    variant = single_output(operations, output_format, quality)
+    processed = process_variants(
+        data, [variant], max_pixels, deadline, max_output_pixels, color, metadata, max_frames, max_bytes
+    )
+    return processed.outputs[variant.name]
+
+
+def single_output(operations: Sequence[Operation], output_format: str | None, quality: int) -> Variant:
+    """The one `default` variant of a job without variants. Unchecked: callers pass what a job
+    message (or a test) already holds."""
+    return Variant.model_construct(
+        name=DEFAULT_VARIANT, operations=list(operations),
+        output_format=cast(RequestedFormat | None, output_format), quality=quality,
+    )
+
+
+def process_variants(
+    data: bytes,
+    variants: Sequence[Variant],
+    max_pixels: int,
+    deadline: float | None = None,
+    max_output_pixels: int | None = None,
+    color: ColorPolicy = "srgb",
+    metadata: MetadataPolicy = "strip",
+    max_frames: int = DEFAULT_MAX_FRAMES,
+    max_bytes: int | None = None,
+) -> ProcessedVariants:
+    """Decode `data` once and make every variant from it; all or none (the first failure, with
+    the variant named when there are several, is raised). Limits as in process_image, per variant;
+    `deadline` is the whole job's."""
+    decoded = decode_image(data, variants, max_pixels, deadline, color, metadata, max_frames)
+    outputs = {}
+    for index, variant in enumerate(variants):
+        try:
+            outputs[variant.name] = make_variant(
+                decoded, index, variant, deadline, max_output_pixels or max_pixels, color, max_bytes
+            )
+        except ImageRejected as exc:
+            if len(variants) == 1:
+                raise
+            raise ImageRejected(exc.reason, f"variant {variant.name}: {exc}") from None
+    return ProcessedVariants(outputs, decoded.width, decoded.height, decoded.draft_scale)
+
+
+def decode_image(
+    data: bytes,
+    variants: Sequence[Variant],
+    max_pixels: int,
+    deadline: float | None,
+    color: ColorPolicy,
+    metadata: MetadataPolicy,
+    max_frames: int,
+) -> DecodedImage:
+    """Decode the original at the largest JPEG draft scale every variant allows, with all its
+    frames if any variant may be an animation."""
+    firsts = [variant.operations[0] if variant.operations else None for variant in variants]
+    image, drafted = _decode(data, firsts, max_pixels)
     source_format = image.format
     kept = kept_metadata(image, metadata)
-    frames, animation = [image], None
-    if _is_animation(image) and can_animate(output_format, source_format):
-        frames, animation = _read_frames(image, max_frames, max_pixels, deadline)
-    frames, icc = _normalise_frames(frames)
-    if drafted is not None:
-        frames = [resample(frames[0], *drafted)]
+    raw, animated, animation = [image], None, None
+    if _is_animation(image) and any(can_animate(v.output_format, source_format) for v in variants):
+        raw, animation = _read_frames(image, max_frames, max_pixels, deadline)
+        animated, _ = _normalise_frames(raw)
+    still, icc = _normalise_frames(raw[:1])
+    in_srgb = color == "srgb" and drafted is None
+    if in_srgb:
+        still = [to_srgb(frame, icc) for frame in still]
+        animated = [to_srgb(frame, icc) for frame in animated] if animated is not None else None
+    plans, scale = drafted if drafted is not None else (None, 1.0)
+    return DecodedImage(
+        width=image.width, height=image.height, source_format=source_format, kept=kept, still=still, icc=icc,
+        animated=animated, animation=animation, draft_plans=plans, draft_scale=scale, in_srgb=in_srgb,
+    )
+
+
+def make_variant(
+    decoded: DecodedImage,
+    index: int,
+    variant: Variant,
+    deadline: float | None,
+    max_output_pixels: int,
+    color: ColorPolicy,
+    max_bytes: int | None,
+) -> ProcessedImage:
+    """Transform a copy of the decoded image by the variant's operations and encode it."""
+    operations = list(variant.operations)
+    animation = decoded.animation if can_animate(variant.output_format, decoded.source_format) else None
+    source = decoded.animated if animation is not None and decoded.animated is not None else decoded.still
+    frames, icc = [frame.copy() for frame in source], decoded.icc
+    if decoded.draft_plans is not None:
+        frames = [resample(frames[0], decoded.draft_plans[index], decoded.draft_scale)]
         operations = operations[1:]
     if color == "srgb":
-        frames, icc = [to_srgb(frame, icc) for frame in frames], None
+        if not decoded.in_srgb:
+            frames = [to_srgb(frame, icc) for frame in frames]
+        icc = None
     for operation in operations:
         _check_deadline(deadline, operation.name)
         _check_output_pixels(frames[0], operation, max_output_pixels, len(frames))
@@ -115,11 +233,13 @@ def process_image(
             raise ImageRejected(exc.reason, f"{operation.name}: {exc}") from None
     _check_deadline(deadline, "encoding")
     result = frames[0]
-    format_ = choose_output_format(output_format, source_format, result.mode in ("LA", "RGBA"), animation is not None)
+    format_ = choose_output_format(
+        variant.output_format, decoded.source_format, result.mode in ("LA", "RGBA"), animation is not None
+    )
     if format_ not in ANIMATED_OUTPUTS:
         frames, animation = frames[:1], None
     try:
-        encoded = encode_within(frames, format_, quality, icc, kept, animation, max_bytes, deadline)
+        encoded = encode_within(frames, format_, variant.quality, icc, decoded.kept, animation, max_bytes, deadline)
     except OverBudget as exc:
         raise ImageRejected("output_too_large", str(exc)) from None
     return ProcessedImage(
@@ -216,12 +336,12 @@ def _normalise_frames(frames: list[Image.Image]) -> tuple[list[Image.Image], byt
 
 
 def _decode(
-    data: bytes, first: Operation | None, max_pixels: int
-) -> tuple[Image.Image, tuple[ResizePlan, float] | None]:
+    data: bytes, firsts: Sequence[Operation | None], max_pixels: int
+) -> tuple[Image.Image, tuple[tuple[ResizePlan, ...], float] | None]:
     """Open, check the declared size, decode and apply the EXIF orientation.
 
-    Returns the image and, when the first operation was folded into a JPEG draft, its plan and the
-    scale the image was decoded at (see _draft).
+    `firsts`: each variant's first operation. Returns the image and, when those were folded into a
+    JPEG draft, their plans and the scale the image was decoded at (see _draft).
     """
     try:
         image = Image.open(BytesIO(data), formats=PILLOW_FORMATS)
@@ -239,7 +359,7 @@ def _decode(
             f"image is {width}×{height} = {width * height:,} pixels; the limit is {max_pixels:,}",
         )
     try:
-        drafted = _draft(image, first)
+        drafted = _draft(image, firsts)
         image.load()
         ImageOps.exif_transpose(image, in_place=True)
     except Image.DecompressionBombError as exc:
@@ -249,33 +369,38 @@ def _decode(
     return image, drafted
 
 
-def _draft(image: Image.Image, first: Operation | None) -> tuple[ResizePlan, float] | None:
-    """Have libjpeg decode at 1/2, 1/4 or 1/8 scale when the first operation shrinks that much.
+def _draft(image: Image.Image, firsts: Sequence[Operation | None]) -> tuple[tuple[ResizePlan, ...], float] | None:
+    """Have libjpeg decode at 1/2, 1/4 or 1/8 scale when every variant's first operation shrinks
+    that much (the largest variant, the one shrinking least, sets the scale).
 
     DCT scaling skips most of the decoding work (12 MP to 800 px: ~50 ms instead of ~190 ms). The
-    scale never takes the decoded image below the resize's output, and the plan is computed on the
-    full-size geometry, so the output has exactly the size a full decode would give.
+    scale never takes the decoded image below any resize's output, and each plan is computed on the
+    full-size geometry, so every output has exactly the size a full decode would give.
     """
-    if image.format not in ("JPEG", "MPO") or not isinstance(first, Resize):
+    if image.format not in ("JPEG", "MPO") or not firsts:
         return None
-    if first.gravity == "smart" or first.fit == "pad":
-        return None  # the region depends on the pixels, or the output is more than the resample
     width, height = image.size
     orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
     oriented = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
-    plan = plan_resize(oriented, first)
-    if plan is None or plan.reduction < 2:
-        return None
+    plans = []
+    for first in firsts:
+        if not isinstance(first, Resize) or first.gravity == "smart" or first.fit == "pad":
+            return None  # not a resize, the region depends on the pixels, or the output is more than the resample
+        plan = plan_resize(oriented, first)
+        if plan is None or plan.reduction < 2:
+            return None
+        plans.append(plan)
+    reduction = min(plan.reduction for plan in plans)
     # Pillow picks the largest of 1/8, 1/4, 1/2 that keeps both sides at least as large as the request,
     # each side's ratio rounded down: asking for exactly width // scale by height // scale makes it choose
     # `scale` whatever the aspect ratio (ceil(1365 / 4) = 342 rows would give 1365 // 342 = 3, so 1/2).
-    scale = next(candidate for candidate in DRAFT_SCALES if candidate <= plan.reduction)
+    scale = next(candidate for candidate in DRAFT_SCALES if candidate <= reduction)
     request = (width // scale, height // scale)
     result = image.draft(image.mode, request)
     if result is None:
         return None
     _, (_, _, scaled_width, _) = result
-    return plan, width / scaled_width
+    return tuple(plans), width / scaled_width
 
 
 def _unrecognised(data: bytes) -> ImageRejected:

@@ -26,7 +26,7 @@ from api.events import MAX_WAIT_S
 from api.idempotency import raw_form
 from api.problems import documented
 from api.routes.events import wait_for_change
-from api.schemas import JobAccepted, JobStatusResponse, ResultWithUrl
+from api.schemas import JobAccepted, JobStatusResponse, ResultWithUrl, VariantResultWithUrl
 from common.formats import CONTENT_TYPES, MAX_MAX_BYTES, MIN_MAX_BYTES, OUTPUT_FORMATS
 from common.jobs import JobRecord
 
@@ -85,6 +85,16 @@ def upload(
         str | None,
         Form(description="public http(s) URL called with the completion event, signed (Standard Webhooks)"),
     ] = None,
+    variants: Annotated[
+        str | None,
+        Form(
+            description='named outputs from one decode, a JSON object: {"thumb": {"operations": "resize(width=200)",'
+            ' "output_format": "webp", "quality": 80}, ...}; instead of operations, output_format and quality'
+        ),
+    ] = None,
+    preset: Annotated[
+        str | None, Form(description="the name of an operator's preset (GET /presets): its variants")
+    ] = None,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -106,11 +116,11 @@ def upload(
             service.Upload(
                 client=client, file=file.file, size=file.size or 0, filename=file.filename,
                 operations=operations, output_format=output_format, quality=quality, callback_url=callback_url,
-                color=color, metadata=metadata, max_bytes=max_bytes,
+                color=color, metadata=metadata, max_bytes=max_bytes, variants=variants, preset=preset,
             ),
             services.jobs_ports,
         )
-    request.state.accepted_operations = [operation.name for operation in record.operations]
+    request.state.accepted_operations = [op.name for variant in record.outputs for op in variant.operations]
     # After the answer: the live streams learn of the job without the upload waiting for the broker.
     background.add_task(service.announce, record, services.publisher)
     public_url = services.public_url
@@ -125,6 +135,8 @@ def upload(
         color=record.color,
         metadata=record.metadata,
         max_bytes=record.max_bytes,
+        variants=record.outputs,
+        preset=record.preset,
         status_url=status_url,
         result_url=f"{public_url}/result/{record.job_id}",
     )
@@ -160,28 +172,51 @@ def status_response(record: JobRecord, services: Services) -> JobStatusResponse:
         result = ResultWithUrl(
             **record.result.model_dump(), download_url=services.store.presigned_url(record.result.key)
         )
-    return JobStatusResponse(**record.model_dump(exclude={"result"}), result=result)
+    results = [
+        VariantResultWithUrl(**variant.model_dump(), download_url=services.store.presigned_url(variant.key))
+        for variant in record.results
+    ]
+    return JobStatusResponse(
+        **record.model_dump(exclude={"result", "results", "variants"}),
+        variants=record.outputs, result=result, results=results,
+    )
+
+
+_RESULT_RESPONSES = {
+    200: {"content": {CONTENT_TYPES[name]: {} for name in OUTPUT_FORMATS}, "description": "the processed image"},
+    **documented(401, 404, 409, 503),
+}
 
 
 @router.get(
-    "/result/{job_id}",
-    response_class=StreamingResponse,
-    operation_id="job_result",
-    responses={
-        200: {"content": {CONTENT_TYPES[name]: {} for name in OUTPUT_FORMATS}, "description": "the processed image"},
-        **documented(401, 404, 409, 503),
-    },
+    "/result/{job_id}", response_class=StreamingResponse, operation_id="job_result", responses=_RESULT_RESPONSES
 )
 def job_result(job_id: str, services: ServicesDep, client: CurrentClient) -> StreamingResponse:
-    record, body = service.open_result(job_id, client, services.jobs, services.store)
-    assert record.result is not None
-    extension = record.result.key.rsplit(".", 1)[-1]
+    """The job's result: its first (usually only) variant."""
+    return _stream_result(job_id, None, services, client)
+
+
+@router.get(
+    "/result/{job_id}/{variant}",
+    response_class=StreamingResponse,
+    operation_id="job_variant_result",
+    responses=_RESULT_RESPONSES,
+)
+def job_variant_result(job_id: str, variant: str, services: ServicesDep, client: CurrentClient) -> StreamingResponse:
+    """One variant's result, by the name the upload (or its preset) gave it."""
+    return _stream_result(job_id, variant, services, client)
+
+
+def _stream_result(job_id: str, variant: str | None, services: ServicesDep, client: CurrentClient) -> StreamingResponse:
+    result, body = service.open_result(job_id, client, services.jobs, services.store, variant)
+    extension = result.key.rsplit(".", 1)[-1]
+    filename = job_id if variant is None else f"{job_id}-{variant}"
     return StreamingResponse(
         body,
-        media_type=record.result.content_type,
+        media_type=result.content_type,
         headers={
-            "Content-Length": str(record.result.bytes),
-            "Content-Disposition": f'inline; filename="{job_id}.{extension}"',
+            "Content-Length": str(result.bytes),
+            "Content-Disposition": f'inline; filename="{filename}.{extension}"',
             "X-Content-Type-Options": "nosniff",
         },
     )

@@ -120,3 +120,21 @@ def test_bench_quick_writes_the_table_and_a_chart(quick_run) -> None:
     assert "px, fit 512 (thumbor's workload) |" in table
     with Image.open(out / "bench.png") as chart:
         assert chart.format == "PNG" and chart.width > 400 and chart.height > 300
+
+
+def test_bench_variants_quick_compares_one_job_with_four(tmp_path: Path) -> None:
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench.variants", "--quick", "--out", str(tmp_path)],
+        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=600,
+    )
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    results = json.loads((tmp_path / "variants.json").read_text())
+    assert len(results["outputs"]) == 4 and results["rounds"] == 1
+    ((_label, figures),) = results["sizes"].items()
+    (measured,) = figures["per_round"]
+    assert measured["variants"] > 0 and measured["separate"] > 0
+    assert measured["separate_vs_variants"] == pytest.approx(measured["separate"] / measured["variants"], rel=1e-2)
+    assert measured["variants_cpu_s"] > 0 and measured["separate_cpu_s"] > 0
+    assert measured["cpu_separate_vs_variants"] == pytest.approx(
+        measured["separate_cpu_s"] / measured["variants_cpu_s"], rel=1e-2
+    )

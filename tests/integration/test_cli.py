@@ -86,3 +86,38 @@ def test_watch_prints_every_jobs_changes(system: System, sample_jpg) -> None:
     finally:
         watcher.terminate()
         watcher.wait(10)
+
+
+def test_upload_with_variants_writes_one_file_per_variant(system: System, sample_jpg, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    variants = {"thumb": {"operations": "resize(width=100)", "output_format": "webp"}, "big": {"operations": "flip"}}
+    result = imgpipe(
+        system, "upload", str(sample_jpg), "--variants", json.dumps(variants), "--wait", "--out", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "sample.jpg: completed thumb 100x75 webp" in result.stdout and "big 1600x1200 jpeg" in result.stdout
+    thumb, big = out / "sample" / "thumb.webp", out / "sample" / "big.jpg"
+    assert f"thumb written to {thumb}" in result.stdout
+    assert sorted(path.name for path in (out / "sample").iterdir()) == ["big.jpg", "thumb.webp"]
+    assert Image.open(thumb).size == (100, 75) and Image.open(big).size == (1600, 1200)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("--preset", "nope"), "no preset 'nope'"),
+        (("--variants", '{"../x": {"operations": "flip"}}'), "variant name '../x' is not allowed"),
+        (("--variants", "[1]"), "must be a JSON object"),
+    ],
+)
+def test_upload_with_bad_variants_or_preset_exits_1_naming_the_problem(
+    system: System, sample_jpg, args: tuple[str, ...], fragment: str
+) -> None:
+    result = imgpipe(system, "upload", str(sample_jpg), *args)
+    assert result.returncode == 1
+    assert fragment in result.stderr and "422" in result.stderr
+
+
+def test_variants_and_preset_together_are_a_usage_error(system: System, sample_jpg) -> None:
+    result = imgpipe(system, "upload", str(sample_jpg), "--preset", "avatar", "--variants", "{}")
+    assert result.returncode == 2 and "not allowed with argument" in result.stderr

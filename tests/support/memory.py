@@ -12,7 +12,7 @@ from typing import BinaryIO
 from common.amqp import DeliveryLost, PublishFailed, QueueFull
 from common.storage import ObjectMissing, StorageUnavailable
 from worker.isolation import PipelineCancelled, PipelineRequest
-from worker.pipeline import ProcessedImage, process_image
+from worker.pipeline import ProcessedImage, ProcessedVariants, process_variants
 
 
 class MemoryObjectStore:
@@ -129,12 +129,16 @@ class InProcessPipeline:
         pass
 
     def run(self, request: PipelineRequest, cancelled: Callable[[], bool] | None = None) -> ProcessedImage:
+        return next(iter(self.run_variants(request, cancelled).outputs.values()))
+
+    def run_variants(
+        self, request: PipelineRequest, cancelled: Callable[[], bool] | None = None
+    ) -> ProcessedVariants:
         next(self.runs)
         if cancelled is not None and cancelled():
             raise PipelineCancelled("the job was cancelled while its image was processed")
-        return process_image(
-            request.data, request.operations, request.output_format, request.quality,
-            request.max_pixels, max_output_pixels=request.max_output_pixels,
+        return process_variants(
+            request.data, request.outputs(), request.max_pixels, max_output_pixels=request.max_output_pixels,
         )
 
     def close(self) -> None:

@@ -14,8 +14,9 @@ from PIL import Image
 from common.amqp import Delivery, Outcome, PublishFailed
 from common.jobs import JobRecord, JobStatus, JobStore, OriginalInfo, original_key
 from common.messages import Header, JobEvent
-from common.operations import Resize
+from common.operations import Resize, parse_operations
 from common.settings import Settings
+from common.variants import Variant
 from tests.support.memory import InProcessPipeline, MemoryObjectStore, MemoryPublisher
 from worker.handler import JobHandler
 from worker.stats import WorkerStats
@@ -217,3 +218,45 @@ def test_handler_completes_the_job_when_the_progress_event_cannot_be_published(w
     assert world.handler(delivery(message(world))) is Outcome.ACK
     assert world.jobs.get(JOB_ID).status is JobStatus.COMPLETED
     assert final_events(world) == ["job.completed"]
+
+
+def with_variants(world, **specs: str) -> None:
+    variants = [
+        Variant(name=name, operations=parse_operations(ops, 20), output_format="png") for name, ops in specs.items()
+    ]
+    first = variants[0]
+    world.record = world.record.model_copy(
+        update={"variants": variants, "operations": first.operations, "output_format": "png"}
+    )
+    world.jobs.save(world.record)
+
+
+def test_handler_stores_every_variant_under_its_name_and_lists_them(world) -> None:
+    with_variants(world, small="resize(width=100)", square="resize(width=50,height=50,fit=cover)")
+    assert world.handler(delivery(message(world))) is Outcome.ACK
+    record = world.jobs.get(JOB_ID)
+    assert [(r.name, r.key, r.width, r.height) for r in record.results] == [
+        ("small", f"results/{JOB_ID}/small.png", 100, 75), ("square", f"results/{JOB_ID}/square.png", 50, 50),
+    ]
+    assert record.result.key == record.results[0].key
+    assert all(Image.open(io.BytesIO(world.store.objects[r.key])).size == (r.width, r.height) for r in record.results)
+    (completed,) = [p for p in world.publisher.to("images.events") if p.routing_key == "job.completed"]
+    assert [r.name for r in JobEvent.model_validate_json(completed.body).results] == ["small", "square"]
+
+
+def test_handler_fails_the_job_naming_the_variant_and_stores_no_result(world) -> None:
+    with_variants(world, small="resize(width=100)", cut="crop(x=390,width=50)")
+    assert world.handler(delivery(message(world))) is Outcome.ACK
+    record = world.jobs.get(JOB_ID)
+    assert record.status is JobStatus.FAILED and record.error_reason == "crop_outside_image"
+    assert record.error.startswith("variant cut: crop:")
+    assert [key for key in world.store.objects if key.startswith("results/")] == []
+    assert record.results == [] and record.result is None
+
+
+def test_handler_dead_letters_a_message_whose_variants_disagree_with_the_record(world) -> None:
+    with_variants(world, small="resize(width=100)")
+    forged = world.record.model_copy(update={"variants": []}).to_message().model_dump_json().encode()
+    world.handler(delivery(forged))
+    (dead,) = world.publisher.to("images.dlx")
+    assert "variants" in dead.headers[Header.FAILURE_ERROR]

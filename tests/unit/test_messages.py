@@ -7,7 +7,8 @@ from pydantic import ValidationError
 
 from common.jobs import JobRecord, JobStatus, OriginalInfo, result_key
 from common.messages import JobEvent, JobMessage, utcnow
-from common.operations import Resize, Watermark
+from common.operations import Flip, Resize, Watermark
+from common.variants import MAX_VARIANTS_BOUND, Variant
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
 
@@ -79,3 +80,18 @@ def test_result_key_uses_the_usual_extension() -> None:
 def test_job_event_needs_a_known_event_name() -> None:
     with pytest.raises(ValidationError):
         JobEvent(event="job.exploded", job_id=JOB_ID, status="failed")
+
+
+def test_a_job_message_carries_each_variant_name_once_and_a_bounded_number() -> None:
+    base = {
+        "job_id": JOB_ID, "original_key": f"originals/{JOB_ID}", "operations": [Flip()],
+        "submitted_at": "2026-01-01T00:00:00Z",
+    }
+    twice = [Variant(name="a", operations=[Flip()]), Variant(name="a", operations=[Flip()])]
+    with pytest.raises(ValidationError, match="each variant name may appear once"):
+        JobMessage.model_validate({**base, "variants": twice})
+    many = [Variant(name=f"v{i}", operations=[Flip()]) for i in range(MAX_VARIANTS_BOUND + 1)]
+    with pytest.raises(ValidationError, match="at most 100 items"):
+        JobMessage.model_validate({**base, "variants": many})
+    with pytest.raises(ValidationError, match="should match pattern"):
+        JobMessage.model_validate({**base, "variants": [{"name": "../x", "operations": [{"name": "flip"}]}]})

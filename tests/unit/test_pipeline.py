@@ -6,9 +6,11 @@ import pytest
 from PIL import ExifTags, Image, ImageCms, JpegImagePlugin
 
 from common.imaging import guard_decompression
-from common.operations import Filter, Resize, Watermark
+from common.operations import Filter, Resize, Watermark, parse_operations
+from common.variants import Variant
 from tests.support.images import make_photo, mean_difference, png_declaring
-from worker.pipeline import ImageRejected, ProcessedImage, process_image
+from worker import pipeline
+from worker.pipeline import ImageRejected, ProcessedImage, process_image, process_variants
 from worker.processors import apply
 
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -373,3 +375,78 @@ def test_deadline_is_checked_before_each_operation():
     assert caught.value.reason == "time_limit"
     assert "before filter" in str(caught.value)
     assert run(data, [Filter(filter="invert")]).width == 100
+
+
+# variants: one decode, every output
+
+
+def variant(name: str, operations: str, output_format: str | None = None, quality: int = 85) -> Variant:
+    return Variant(name=name, operations=parse_operations(operations, 20), output_format=output_format, quality=quality)
+
+
+@pytest.fixture
+def decodes(monkeypatch) -> list:
+    """Each decode of an original: the first operations it was asked to draft for."""
+    seen: list = []
+    original = pipeline._decode
+
+    def spy(data, firsts, max_pixels):
+        seen.append(firsts)
+        return original(data, firsts, max_pixels)
+
+    monkeypatch.setattr(pipeline, "_decode", spy)
+    return seen
+
+
+def test_variants_decode_the_original_once_and_match_separate_runs(large_jpeg, decodes):
+    variants = [
+        variant("thumb", "resize(width=200,height=200,fit=cover)", "webp"),
+        variant("large", "resize(width=1200),watermark", "jpeg", quality=70),
+        variant("grey", "filter(name=grayscale)", "png"),
+    ]
+    processed = process_variants(large_jpeg, variants, 50_000_000)
+
+    assert len(decodes) == 1
+    assert list(processed.outputs) == ["thumb", "large", "grey"]
+    for spec in variants:
+        alone = run(large_jpeg, spec.operations, spec.output_format, spec.quality)
+        made = processed.outputs[spec.name]
+        assert (made.format, made.width, made.height) == (alone.format, alone.width, alone.height)
+        assert mean_difference(decode(made).convert("RGB"), decode(alone).convert("RGB")) < 3
+
+
+def test_variants_draft_at_the_scale_the_largest_one_needs(large_jpeg, drafts):
+    variants = [variant("small", "resize(width=200)"), variant("medium", "resize(width=1000)")]
+    processed = process_variants(large_jpeg, variants, 50_000_000)
+
+    (draft,) = drafts
+    _, (_, _, decoded_width, _) = draft
+    assert decoded_width == 2401 / 2  # 1000 px needs 1/2; 200 px alone would have had 1/8
+    assert processed.draft_scale == 2401 / decoded_width
+    assert [processed.outputs[name].width for name in ("small", "medium")] == [200, 1000]
+
+
+def test_variants_without_a_leading_resize_decode_at_full_size(large_jpeg, drafts):
+    processed = process_variants(
+        large_jpeg, [variant("small", "resize(width=200)"), variant("flipped", "flip,resize(width=300)")], 50_000_000
+    )
+    assert drafts == [] and processed.draft_scale == 1.0
+    assert processed.outputs["flipped"].width == 300
+
+
+def test_variants_each_start_from_the_original_not_from_another(large_jpeg):
+    processed = process_variants(
+        large_jpeg, [variant("inverted", "filter(name=invert)", "png"), variant("plain", "flip,flip", "png")],
+        50_000_000,
+    )
+    original = Image.open(BytesIO(large_jpeg)).convert("RGB")
+    assert mean_difference(decode(processed.outputs["plain"]).convert("RGB"), original) < 3
+
+
+def test_a_failing_variant_fails_them_all_naming_it():
+    data = encode(make_photo((400, 300)), "PNG")
+    variants = [variant("fine", "resize(width=100)"), variant("bad", "crop(x=350,width=100,height=100)")]
+    with pytest.raises(ImageRejected) as caught:
+        process_variants(data, variants, 50_000_000)
+    assert caught.value.reason == "crop_outside_image"
+    assert str(caught.value).startswith("variant bad: crop:")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from api import errors
-from api.storage_browser import SCAN_MAX, list_page
+from api.storage_browser import SCAN_MAX, list_page, open_preview
 from common.clients import Client
 from common.jobs import JobRecord, JobStore, OriginalInfo, original_key
 from tests.support.memory import MemoryObjectStore
@@ -64,3 +64,27 @@ def test_a_page_reads_at_most_scan_max_records_and_says_where_to_go_on(store: Me
 def test_a_cursor_not_of_the_apis_form_is_refused(store: MemoryObjectStore, cursor: str) -> None:
     with pytest.raises(errors.InvalidInput):
         list_page(ALICE, JobStore(store), 10, cursor)  # type: ignore[arg-type]
+
+
+def test_the_result_preview_of_a_variants_job_is_its_first_variant(store: MemoryObjectStore) -> None:
+    from common.messages import ResultInfo, VariantResult
+    from common.operations import Flip
+    from common.variants import Variant
+
+    jobs = JobStore(store)
+    job_id = stored(store, jobs, "alice", START)
+    record = jobs.get(job_id)
+    record.variants = [Variant(name="thumb", operations=[Flip()]), Variant(name="big", operations=[Flip()])]
+    record.start("w", 1)
+    results = [
+        VariantResult(name=name, key=f"results/{job_id}/{name}.png", width=2, height=2, bytes=len(name),
+                      format="png", content_type="image/png")
+        for name in ("thumb", "big")
+    ]
+    record.complete(ResultInfo.model_validate(results[0].model_dump(exclude={"name"})), results)
+    jobs.save(record)
+    for result in results:
+        store.put(result.key, result.name.encode(), "image/png")
+
+    stored_object, body = open_preview(job_id, "result", ALICE, jobs, store)
+    assert b"".join(body) == b"thumb" and stored_object.bytes == len("thumb")
