@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image
+from PIL import ExifTags, Image
 
 from harness.broker import BrokerVhost
 from harness.processes import PROJECT_DIR, GiveUp, start_api
@@ -108,10 +108,18 @@ def test_a_preset_upload_expands_to_its_variants(system: System, sample_jpg: Pat
     assert (image.format, image.size) == ("JPEG", (1200, 630))
 
 
-def test_a_failing_variant_fails_the_job_naming_it_and_stores_nothing(system: System, sample_jpg: Path) -> None:
-    # Only the worker can tell: the crop reaches outside once the image is turned (1200 px wide).
-    variants = {"fine": {"operations": "resize(width=100)"}, "cut": {"operations": "rotate,crop(x=1500,width=200)"}}
-    job_id = upload(system, sample_jpg, variants=json.dumps(variants))["job_id"]
+def test_a_failing_variant_fails_the_job_naming_it_and_stores_nothing(system: System, tmp_path: Path) -> None:
+    # Only the worker can tell: a PNG's orientation is read with its pixels (stored 400×300, upright
+    # 300×400), and the API lets through a crop that fits the image one way round.
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    source = tmp_path / "turned.png"
+    Image.new("RGB", (400, 300), "teal").save(source, exif=exif)
+    variants = {
+        "fine": {"operations": "resize(width=100)"},
+        "cut": {"operations": "resize(height=100),crop(x=100,y=0,width=20,height=10)"},
+    }
+    job_id = upload(system, source, variants=json.dumps(variants))["job_id"]
     status = system.wait_finished(job_id)
     assert status["status"] == "failed", status
     assert status["error_reason"] == "crop_outside_image"
