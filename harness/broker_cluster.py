@@ -15,7 +15,7 @@ import httpx
 
 from harness.broker import BrokerEndpoint
 from harness.private_broker import PrivateBroker
-from harness.processes import wait_for
+from harness.processes import ephemeral_port_floor, wait_for
 
 NODE_ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 
@@ -31,11 +31,11 @@ def _free_everywhere(port: int, hosts: tuple[str, ...]) -> bool:
 
 
 def free_shared_ports(hosts: tuple[str, ...], count: int) -> list[int]:
-    """`count` ports free on every one of `hosts`."""
+    """`count` ports free on every one of `hosts`, below the ephemeral range (see ephemeral_port_floor)."""
     rng = random.Random()
     found: list[int] = []
     for _ in range(200):
-        candidate = rng.randrange(30000, 60000)
+        candidate = rng.randrange(10000, ephemeral_port_floor())
         if candidate not in found and _free_everywhere(candidate, hosts):
             found.append(candidate)
             if len(found) == count:

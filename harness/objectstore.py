@@ -8,8 +8,8 @@ from pathlib import Path
 
 from common.settings import Settings
 from common.storage import ObjectStore
-from harness.processes import PROJECT_DIR, port_open, wait_for
-from tools.objectstore import ports_used, volume_port
+from harness.processes import PROJECT_DIR, ephemeral_port_floor, port_open, wait_for
+from tools.objectstore import GRPC_OFFSET, MAX_VOLUME_SERVERS, VOLUME_OFFSET, ports_used, volume_port
 
 S3_KEYS = {"S3_ACCESS_KEY": "imgpipe-test", "S3_SECRET_KEY": "imgpipe-test-secret"}
 # The suite makes a bucket per test module and per own system, hundreds in one run; SeaweedFS's
@@ -19,10 +19,12 @@ TEST_MAX_VOLUMES = 5000
 
 
 def free_s3_port(volume_servers: int = 0) -> int:
-    """An S3 port whose derived SeaweedFS ports are all free."""
+    """An S3 port whose derived SeaweedFS ports are all free, and all below the ephemeral range (a
+    volume server once failed to start: its gRPC port was some connection's local port)."""
+    highest = ephemeral_port_floor() - GRPC_OFFSET - VOLUME_OFFSET - MAX_VOLUME_SERVERS
     rng = random.Random()
     for _ in range(50):
-        candidate = rng.randrange(20000, 29000)
+        candidate = rng.randrange(10000, highest)
         if not any(port_open(port) for port in ports_used(candidate, volume_servers)):
             return candidate
     raise RuntimeError("no free port range for SeaweedFS")

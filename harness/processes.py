@@ -16,6 +16,15 @@ from harness import procs
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
+def ephemeral_port_floor() -> int:
+    """The lowest port the kernel hands to outgoing connections. A fixed port chosen at or above it
+    can be taken by some connection's local end between the check that it is free and the bind."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
