@@ -8,7 +8,7 @@ from pathlib import Path
 
 from common.settings import Settings
 from common.storage import ObjectStore
-from harness.processes import PROJECT_DIR, ephemeral_port_floor, port_open, wait_for
+from harness.processes import PROJECT_DIR, GiveUp, ephemeral_port_floor, port_open, wait_for
 from tools.objectstore import GRPC_OFFSET, MAX_VOLUME_SERVERS, VOLUME_OFFSET, ports_used, volume_port
 
 S3_KEYS = {"S3_ACCESS_KEY": "imgpipe-test", "S3_SECRET_KEY": "imgpipe-test-secret"}
@@ -95,9 +95,14 @@ class PrivateStorageCluster:
         return ["master", *(f"volume-{i}" for i in range(self.volume_servers)), "filer"]
 
     def start(self) -> "PrivateStorageCluster":
-        for member in self.members():
-            self.start_member(member)
-        wait_for(lambda: port_open(self.port), 60, "the cluster's S3 gateway to listen")
+        """All members, or none left running: a member that fails stops the ones started before it."""
+        try:
+            for member in self.members():
+                self.start_member(member)
+            wait_for(lambda: port_open(self.port), 60, "the cluster's S3 gateway to listen")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def start_member(self, member: str) -> None:
@@ -110,7 +115,14 @@ class PrivateStorageCluster:
                 start_new_session=True,
             )
         if role == "volume":
-            wait_for(lambda: port_open(volume_port(self.port, int(index))), 90, f"{member} to listen")
+            process = self._processes[member]
+
+            def listening() -> bool:
+                if process.poll() is not None:
+                    raise GiveUp(f"{member} exited with code {process.returncode}; see {log.name}")
+                return port_open(volume_port(self.port, int(index)))
+
+            wait_for(listening, 90, f"{member} to listen")
 
     def kill_member(self, member: str) -> None:
         """SIGKILL: the member vanishes without telling the master."""
