@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from api import errors
 from api.service import announce
 from common.amqp import BrokerUnavailable, QueuedMessage, QueueInspector, inspect_queue
-from common.jobs import IllegalTransition, JobStatus, JobStore
+from common.jobs import IllegalTransition, JobRecord, JobStatus, JobStore
 from common.messages import Header
 from common.ports import MessagePublisher
 from common.settings import BrokerSettings
@@ -126,15 +126,22 @@ class DeadLetterQueue:
     def _reset_record(self, job_id: str | None) -> None:
         if job_id is None:
             return
-        record = self._jobs.get(job_id)
-        if record is None or record.status is JobStatus.COMPLETED:
-            return
-        try:
-            record.reset()
-        except IllegalTransition:
-            return
-        self._jobs.save(record)
-        announce(record, self._publisher)
+        reset: list[bool] = []
+
+        def change(record: JobRecord) -> bool:
+            reset[:] = [False]
+            if record.status is JobStatus.COMPLETED:
+                return False
+            try:
+                record.reset()
+            except IllegalTransition:
+                return False
+            reset[:] = [True]
+            return True
+
+        record = self._jobs.update(job_id, change)
+        if record is not None and reset == [True]:
+            announce(record, self._publisher)
 
     @contextmanager
     def _inspect(self) -> Iterator[QueueInspector]:

@@ -5,6 +5,7 @@ replica reads the same record, and records survive restarts because they live in
 """
 
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -14,8 +15,8 @@ from pydantic import BaseModel, Field, computed_field
 from common.formats import MAX_MAX_BYTES, MIN_MAX_BYTES, ColorPolicy, MetadataPolicy, RequestedFormat
 from common.messages import JobEvent, JobEventName, JobMessage, ResultInfo, VariantResult, is_job_id, utcnow
 from common.operations import Operation
-from common.ports import MessagePublisher
-from common.storage import ObjectMissing, ObjectStore
+from common.ports import MessagePublisher, ObjectStorage
+from common.storage import ObjectMissing, StorageUnavailable
 from common.topology import EVENTS_EXCHANGE, event_routing_key
 from common.variants import DEFAULT_VARIANT, Variant, default_variant
 
@@ -42,6 +43,10 @@ FINAL = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 class IllegalTransition(ValueError):
     """A change the job's state does not allow (e.g. a completed job started again)."""
+
+
+class RecordContended(StorageUnavailable):
+    """Other writes kept changing a record between the read and the write of an update."""
 
 
 class OriginalInfo(BaseModel):
@@ -276,23 +281,52 @@ def _record_key(job_id: str) -> str:
     return f"{_RECORDS_PREFIX}{job_id}.json"
 
 
+def _record_bytes(record: JobRecord) -> bytes:
+    return record.model_dump_json(exclude={"timings"}).encode()
+
+
 class JobStore:
-    def __init__(self, store: ObjectStore) -> None:
+    """Records are written in two ways: `save` overwrites (a new record, or a change nobody else can
+    be making), `replace` only if the record is still the version read (its ETag), so that of two
+    changes made at once (a worker completing a job while its client cancels it) exactly one wins."""
+
+    def __init__(self, store: ObjectStorage) -> None:
         self._store = store
 
     def get(self, job_id: str) -> JobRecord | None:
+        found = self.read(job_id)
+        return None if found is None else found[0]
+
+    def read(self, job_id: str) -> tuple[JobRecord, str] | None:
+        """The record and the ETag of the version read."""
         try:
-            data = self._store.get(_record_key(job_id))
+            data, etag = self._store.get_tagged(_record_key(job_id))
         except ObjectMissing:
             return None
-        return JobRecord.model_validate_json(data)
+        return JobRecord.model_validate_json(data), etag
 
-    def save(self, record: JobRecord) -> None:
-        self._store.put(
-            _record_key(record.job_id),
-            record.model_dump_json(exclude={"timings"}).encode(),
-            content_type="application/json",
+    def save(self, record: JobRecord) -> str:
+        return self._store.put(_record_key(record.job_id), _record_bytes(record), content_type="application/json")
+
+    def replace(self, record: JobRecord, etag: str) -> str | None:
+        """Writes the record if the stored one is still version `etag`: the new ETag, or None if it
+        changed (or went) since."""
+        return self._store.replace(
+            _record_key(record.job_id), _record_bytes(record), content_type="application/json", etag=etag
         )
+
+    def update(self, job_id: str, change: Callable[[JobRecord], bool], attempts: int = 5) -> JobRecord | None:
+        """Read, change, write back unless another write came in between (then again, with what it
+        wrote). `change` alters the record in place and says whether to write it; the record as it
+        stands at the end, or None if there is none."""
+        for _ in range(attempts):
+            found = self.read(job_id)
+            if found is None:
+                return None
+            record, etag = found
+            if not change(record) or self.replace(record, etag) is not None:
+                return record
+        raise RecordContended(f"the record of job {job_id} kept changing; {attempts} attempts to update it failed")
 
     def delete(self, job_id: str) -> None:
         self._store.delete(_record_key(job_id))

@@ -85,17 +85,33 @@ class ObjectStore:
         except StorageError:
             return False
 
-    def put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> None:
-        self.put_file(key, io.BytesIO(data), len(data), content_type, metadata)
+    def put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> str:
+        """Writes the object; its new ETag."""
+        return self.put_file(key, io.BytesIO(data), len(data), content_type, metadata)
 
     def put_file(
         self, key: str, stream: BinaryIO, size: int, content_type: str, metadata: dict[str, str] | None = None
-    ) -> None:
+    ) -> str:
         with _translated(key):
-            self._client.put_object(
+            written = self._client.put_object(
                 self.bucket, key, stream, size, content_type=content_type,
                 metadata=None if metadata is None else {**metadata},
             )
+        return _unquoted(written.etag)
+
+    def replace(self, key: str, data: bytes, content_type: str, etag: str) -> str | None:
+        """Writes the object only if it is still the version `etag` names (S3's `If-Match`): its new
+        ETag, or None if another write came first (412) or it is gone (404). minio-py's put_object
+        cannot send that header either (see create)."""
+        headers: DictType = {"If-Match": f'"{etag}"', "Content-Type": content_type}
+        with _translated(key):
+            try:
+                written = self._client._put_object(self.bucket, key, data, headers)
+            except S3Error as exc:
+                if exc.code in _CLAIMED_CODES | _MISSING_CODES or exc.response.status in (404, 409, 412):
+                    return None
+                raise
+        return _unquoted(written.etag)
 
     def create(self, key: str, data: bytes, content_type: str) -> bool:
         """Writes the object only if no object has the key (S3's `If-None-Match: *`); False if one
@@ -112,10 +128,14 @@ class ObjectStore:
         return True
 
     def get(self, key: str) -> bytes:
+        return self.get_tagged(key)[0]
+
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        """The object's bytes and the ETag of that version (for `replace`)."""
         with _translated(key):
             response = self._client.get_object(self.bucket, key)
             try:
-                return response.read()
+                return response.read(), _unquoted(response.headers.get("ETag", ""))
             finally:
                 response.close()
                 response.release_conn()
@@ -153,6 +173,10 @@ class ObjectStore:
 
     def presigned_url(self, key: str) -> str:
         return self._presigner.presigned_get_object(self.bucket, key, expires=self._expiry)
+
+
+def _unquoted(etag: str | None) -> str:
+    return (etag or "").strip('"')
 
 
 @contextmanager

@@ -170,17 +170,21 @@ class EventHandler:
 
     def _record(self, record: JobRecord, attempts: int, delivered: bool) -> None:
         """Notes the outcome on the job record, so GET /status shows it; best effort."""
+        note = WebhookDelivery(
+            url=record.callback_url or "",
+            event=_event_name(record),
+            message_id=message_id(record),
+            delivered=delivered,
+            attempts=attempts,
+            error=None if delivered else NOT_DELIVERED,
+        )
+
+        def change(current: JobRecord) -> bool:
+            current.note_webhook(note)
+            return True
+
         try:
-            current = self._jobs.get(record.job_id) or record
-            current.note_webhook(WebhookDelivery(
-                url=record.callback_url or "",
-                event=_event_name(record),
-                message_id=message_id(record),
-                delivered=delivered,
-                attempts=attempts,
-                error=None if delivered else NOT_DELIVERED,
-            ))
-            self._jobs.save(current)
+            self._jobs.update(record.job_id, change)
         except (StorageError, IllegalTransition):
             logger.exception("could not record the webhook outcome", extra={"job_id": record.job_id})
 

@@ -18,7 +18,9 @@ once per delivery.
 
 A job its client cancelled (common/cancellation.py) is acked without work when its record says so;
 one cancelled while it runs is stopped (the image process killed) and ends `cancelled`, with no
-result stored and no dead letter.
+result left stored and no dead letter. The worker writes the record only over the version it read or
+last wrote (`JobStore.replace`), as the API's cancel does: of a cancel and a completion that cross,
+exactly one lands, and a completion that loses removes the results it stored.
 """
 
 import logging
@@ -48,6 +50,18 @@ from worker.pipeline import ImageRejected, ProcessedImage, ProcessedVariants
 from worker.stats import WorkerStats
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Held:
+    """The job's record as this worker last read or wrote it, and that version's ETag."""
+
+    record: JobRecord
+    etag: str
+
+
+class CancelledMeanwhile(Exception):
+    """The client cancelled the job after this worker read its record."""
 
 
 @dataclass
@@ -94,15 +108,17 @@ class JobHandler:
 
         job_id = message.job_id
         log = job_logger(logger, job_id)
-        record: JobRecord | None = None
+        held: Held | None = None
         attempt = _header_int(delivery.headers, Header.RETRY_ATTEMPT) + 1
         try:
             # Keys come from the job id, never from the message: another client's message must
             # not make this job read someone else's original.
             original = self._io.submit(self._store.get, original_key(job_id))
-            record = self._jobs.get(job_id)
-            if record is None:
+            found = self._jobs.read(job_id)
+            if found is None:
                 raise PermanentFailure("unknown_job", f"no job record for {job_id}")
+            held = Held(*found)
+            record = held.record
             disagreement = _disagreement(message, record)
             if disagreement:
                 error = f"the message disagrees with the record of job {job_id} on {', '.join(disagreement)}"
@@ -132,7 +148,7 @@ class JobHandler:
                     "attempts_exhausted",
                     f"gave up after {record.attempts} attempts; last error: {record.error or 'none recorded'}",
                 )
-            self._run(message, record, attempt, original, delivery)
+            self._run(message, held, attempt, original, delivery)
             return Outcome.ACK
         except DeliveryLost as exc:
             log.warning("abandoned: %s; the redelivered copy finishes the job", exc)
@@ -140,18 +156,23 @@ class JobHandler:
         except PermanentFailure as failure:
             log.warning("job failed for good: %s (%s)", failure.error, failure.reason)
             self._stats.failed(message.operations, failure.reason)
-            self._record_failure(record, failure, delivery)
+            self._record_failure(held, failure, delivery)
             return self._dead_letter(delivery, job_id, failure.reason, failure.error, attempt)
         except (StorageUnavailable, PublishFailed) as exc:
-            return self._retry_later(delivery, job_id, record, attempt, exc)
+            return self._retry_later(delivery, job_id, held, attempt, exc)
 
     def _run(
-        self, message: JobMessage, record: JobRecord, attempt: int, original: Future[bytes], delivery: Delivery
+        self, message: JobMessage, held: Held, attempt: int, original: Future[bytes], delivery: Delivery
     ) -> None:
+        record = held.record.model_copy(deep=True)
         log = job_logger(logger, record.job_id)
         record.start(self._worker, attempt)
-        writing = self._io.submit(self._save_and_announce, record.model_copy(deep=True), delivery)
+        held.record = record.model_copy(deep=True)  # what a failure or a retry builds on, written or not
+        writing = self._io.submit(self._save_and_announce, held, held.record, delivery)
         log.info("processing (attempt %d) %s", attempt, _describe(message))
+
+        def cancelled() -> bool:
+            return _cancelled_meanwhile(writing) or self._cancel_asked(record.job_id)
 
         try:
             try:
@@ -159,25 +180,32 @@ class JobHandler:
             except ObjectMissing as exc:
                 raise PermanentFailure("original_missing", str(exc)) from exc
             try:
-                processed = self._process(data, message, lambda: self._cancel_asked(record.job_id))
+                processed = self._process(data, message, cancelled)
             except ImageRejected as exc:
                 raise PermanentFailure(exc.reason, str(exc)) from exc
         except PipelineCancelled:
             processed = None
         finally:
             wait([writing])  # the record's next write (completed, failed, retrying) comes after it
-        writing.result()  # a failed status write is a transient failure, as it was when written first
+        if not _cancelled_meanwhile(writing):
+            writing.result()  # a failed status write is a transient failure, as it was when written first
 
         if delivery.lost.is_set():
             raise DeliveryLost("the broker connection was lost while the image was processed")
-        if processed is None or self._cancels.find(record.job_id) is not None:
+        if processed is None or _cancelled_meanwhile(writing):
             self._end_cancelled(record, delivery)
             return
         # Every output was made before any is stored: a job never completes with some variants.
         results = [self._store_output(record.job_id, name, output) for name, output in processed.outputs.items()]
         first = results[0]
         record.complete(ResultInfo.model_validate(first.model_dump(exclude={"name"})), results)
-        self._jobs.save(record)
+        try:
+            self._write(held, record)
+        except CancelledMeanwhile:
+            # The cancel landed first: its client was told `cancelled`, so nothing is left behind.
+            self._remove_outputs(record.job_id, results)
+            self._end_cancelled(record, delivery)
+            return
         self._stats.completed(record)  # once the record says completed: a redelivery is not counted again
         log.info(
             "completed: %s in %.0f ms",
@@ -185,6 +213,25 @@ class JobHandler:
             record.timings.processing_ms or 0,
         )
         self._publish_event(record, delivery)
+
+    def _write(self, held: Held, record: JobRecord) -> None:
+        """Writes `record` over the version `held` names and holds the new one. Raises
+        CancelledMeanwhile if the client cancelled the job since; any other write in between (a
+        duplicate delivery's) is written over, as it would be without the condition."""
+        etag = self._jobs.replace(record, held.etag)
+        if etag is None:
+            current = self._jobs.get(record.job_id)
+            if current is not None and current.status is JobStatus.CANCELLED:
+                raise CancelledMeanwhile()
+            etag = self._jobs.save(record)
+        held.record, held.etag = record, etag
+
+    def _remove_outputs(self, job_id: str, results: list[VariantResult]) -> None:
+        for result in results:
+            try:
+                self._store.delete(result.key)
+            except StorageUnavailable:
+                job_logger(logger, job_id).exception("could not remove %s of a cancelled job", result.key)
 
     def _cancel_asked(self, job_id: str) -> bool:
         """Polled while the image is processed: a storage hiccup is not a cancel (the check before
@@ -195,8 +242,8 @@ class JobHandler:
             return False
 
     def _end_cancelled(self, record: JobRecord, delivery: Delivery) -> None:
-        """Nothing is stored. The API already wrote the record `cancelled`; if this worker's own
-        `processing` write landed after it, the record is made `cancelled` again, with the request's
+        """Nothing is left stored. The API wrote the record `cancelled` (and then the request); a
+        record that does not say so, with a request there, is written `cancelled` with the request's
         time, so the event and webhook are the same ones."""
         log = job_logger(logger, record.job_id)
         self._stats.cancelled()
@@ -255,15 +302,16 @@ class JobHandler:
         self._io.shutdown(wait=False)
 
     def _retry_later(
-        self, delivery: Delivery, job_id: str, record: JobRecord | None, attempt: int, exc: Exception
+        self, delivery: Delivery, job_id: str, held: Held | None, attempt: int, exc: Exception
     ) -> Outcome:
+        record = None if held is None else held.record
         log = job_logger(logger, job_id)
         error = f"{type(exc).__name__}: {exc}"
         if attempt >= self._settings.retries.attempts:
             failure = PermanentFailure("attempts_exhausted", f"gave up after {attempt} attempts; last error: {error}")
             log.warning("%s", failure.error)
             self._stats.failed(record.operations if record else None, failure.reason)
-            self._record_failure(record, failure, delivery)
+            self._record_failure(held, failure, delivery)
             return self._dead_letter(delivery, job_id, failure.reason, failure.error, attempt)
 
         step = self._retry_steps[attempt - 1]
@@ -280,17 +328,20 @@ class JobHandler:
             return Outcome.REQUEUE
         log.warning("attempt %d failed (%s); retrying in %d ms", attempt, error, step.delay_ms)
         self._stats.retried()
-        if record is not None and not record.finished:
+        if held is not None and not held.record.finished:
+            record = held.record.model_copy(deep=True)
             record.schedule_retry(utcnow() + timedelta(milliseconds=step.delay_ms), error)
-            self._save_quietly(record)
-            self._announce(record, delivery)
+            if self._save_quietly(held, record):
+                self._announce(record, delivery)
         return Outcome.ACK
 
-    def _record_failure(self, record: JobRecord | None, failure: PermanentFailure, delivery: Delivery) -> None:
-        if record is None or record.finished:
+    def _record_failure(self, held: Held | None, failure: PermanentFailure, delivery: Delivery) -> None:
+        if held is None or held.record.finished:
             return
+        record = held.record.model_copy(deep=True)
         record.fail(failure.reason, failure.error, self._worker)
-        self._save_quietly(record)
+        if not self._save_quietly(held, record):
+            return
         try:
             self._publish_event(record, delivery)
         except DeliveryLost:
@@ -329,8 +380,8 @@ class JobHandler:
         # Not once the delivery is lost: the redelivered copy publishes it (and only it).
         publish_event(self._publisher, record, cancel=delivery.lost)
 
-    def _save_and_announce(self, record: JobRecord, delivery: Delivery) -> None:
-        self._jobs.save(record)
+    def _save_and_announce(self, held: Held, record: JobRecord, delivery: Delivery) -> None:
+        self._write(held, record)
         self._announce(record, delivery)
 
     def _announce(self, record: JobRecord, delivery: Delivery) -> None:
@@ -341,11 +392,22 @@ class JobHandler:
         except (PublishFailed, DeliveryLost) as exc:
             job_logger(logger, record.job_id).warning("status %s not announced: %s", record.status.value, exc)
 
-    def _save_quietly(self, record: JobRecord) -> None:
+    def _save_quietly(self, held: Held, record: JobRecord) -> bool:
+        """Whether the record was written: not if storage failed, nor over a cancel."""
         try:
-            self._jobs.save(record)
+            self._write(held, record)
         except StorageUnavailable:
             logger.exception("could not write the job record", extra={"job_id": record.job_id})
+            return False
+        except CancelledMeanwhile:
+            job_logger(logger, record.job_id).info("cancelled by its client meanwhile; the record stays cancelled")
+            return False
+        return True
+
+
+def _cancelled_meanwhile(writing: Future[None]) -> bool:
+    """Whether the `processing` write found the job cancelled."""
+    return writing.done() and isinstance(writing.exception(), CancelledMeanwhile)
 
 
 def _header_int(headers: dict[str, Any], name: str) -> int:

@@ -22,34 +22,47 @@ class MemoryObjectStore:
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
         self.modified: dict[str, datetime] = {}
+        self.etags: dict[str, str] = {}
+        self._versions = itertools.count(1)
         self.puts: list[tuple[str, bytes]] = []
         self.failing_puts = 0
         self.failing_gets = 0
         self.failing_prefix = ""
         self.down = False
 
-    def put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> None:
+    def put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> str:
         self._check()
         if self.failing_puts and key.startswith(self.failing_prefix):
             self.failing_puts -= 1
             raise StorageUnavailable("storage down")
         self.objects[key] = data
         self.modified[key] = datetime.now(UTC)
+        self.etags[key] = f"v{next(self._versions)}"
         self.puts.append((key, data))
+        return self.etags[key]
 
     def put_file(
         self, key: str, stream: BinaryIO, size: int, content_type: str, metadata: dict[str, str] | None = None
-    ) -> None:
-        self.put(key, stream.read(size), content_type, metadata)
+    ) -> str:
+        return self.put(key, stream.read(size), content_type, metadata)
+
+    def replace(self, key: str, data: bytes, content_type: str, etag: str) -> str | None:
+        self._check()
+        if self.etags.get(key) != etag:
+            return None
+        return self.put(key, data, content_type)
 
     def get(self, key: str) -> bytes:
+        return self.get_tagged(key)[0]
+
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
         self._check()
         if self.failing_gets and key.startswith(self.failing_prefix):
             self.failing_gets -= 1
             raise StorageUnavailable("storage down")
         if key not in self.objects:
             raise ObjectMissing(f"object {key!r} does not exist")
-        return self.objects[key]
+        return self.objects[key], self.etags.get(key, "v0")
 
     def stream(self, key: str, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
         data = self.get(key)
@@ -60,6 +73,7 @@ class MemoryObjectStore:
         self._check()
         self.objects.pop(key, None)
         self.modified.pop(key, None)
+        self.etags.pop(key, None)
 
     def list_dated(self, prefix: str) -> list[tuple[str, datetime | None]]:
         self._check()

@@ -151,19 +151,20 @@ def test_handler_lost_delivery_stops_before_storing_anything(world) -> None:
 
 def test_handler_lost_after_the_record_is_completed_leaves_the_event_to_the_redelivery(world) -> None:
     lost = delivery(message(world))
-    save = world.jobs.save
+    replace = world.jobs.replace
 
-    def save_then_lose(record: JobRecord) -> None:
-        save(record)
+    def replace_then_lose(record: JobRecord, etag: str) -> str | None:
+        written = replace(record, etag)
         if record.status is JobStatus.COMPLETED:
             lost.lost.set()
+        return written
 
-    world.jobs.save = save_then_lose
+    world.jobs.replace = replace_then_lose
     assert world.handler(lost) is Outcome.ABANDON
     assert world.jobs.get(JOB_ID).status is JobStatus.COMPLETED
     assert final_events(world) == []
 
-    world.jobs.save = save
+    world.jobs.replace = replace
     assert world.handler(delivery(message(world))) is Outcome.ACK
     assert final_events(world) == ["job.completed"]
 

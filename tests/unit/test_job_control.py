@@ -72,7 +72,7 @@ def api():
     return SimpleNamespace(store=store, publisher=publisher, jobs=jobs)
 
 
-def test_cancelling_writes_the_request_then_the_record_and_publishes_once(api) -> None:
+def test_cancelling_writes_the_record_then_the_request_and_publishes_once(api) -> None:
     first = cancel_job(JOB_ID, ALICE, api.jobs, api.store, api.publisher)
     again = cancel_job(JOB_ID, ALICE, api.jobs, api.store, api.publisher)
     assert first.status is again.status is JobStatus.CANCELLED
@@ -91,6 +91,33 @@ def test_another_clients_job_is_not_found_and_a_finished_one_conflicts(api) -> N
     with pytest.raises(errors.AlreadyFinished, match="is failed"):
         cancel_job(JOB_ID, OPS, api.jobs, api.store, api.publisher)
     assert CancelRequests(api.store).find(JOB_ID) is None
+
+
+def test_a_cancel_crossing_a_completion_gets_409_and_changes_nothing(api) -> None:
+    """The worker completes the job between the API's read of the record and its write: the API's
+    write is refused (the record is not the version it read), and on reading again it answers 409."""
+    replace = api.jobs.replace
+
+    def complete_first(job: JobRecord, etag: str) -> str | None:
+        if job.status is JobStatus.CANCELLED and api.jobs.get(JOB_ID).status is not JobStatus.COMPLETED:
+            done = api.jobs.get(JOB_ID)
+            done.status = JobStatus.COMPLETED
+            api.jobs.save(done)
+        return replace(job, etag)
+
+    api.jobs.replace = complete_first
+    with pytest.raises(errors.AlreadyFinished, match="is completed"):
+        cancel_job(JOB_ID, ALICE, api.jobs, api.store, api.publisher)
+    assert api.jobs.get(JOB_ID).status is JobStatus.COMPLETED
+    assert CancelRequests(api.store).find(JOB_ID) is None
+    assert api.publisher.to("images.events") == []
+
+
+def test_a_record_that_keeps_changing_is_a_storage_problem_not_a_cancel(api) -> None:
+    api.jobs.replace = lambda job, etag: None  # every write finds another one came first
+    with pytest.raises(errors.Unavailable):
+        cancel_job(JOB_ID, ALICE, api.jobs, api.store, api.publisher)
+    assert api.jobs.get(JOB_ID).status is JobStatus.QUEUED
 
 
 # --- the worker -----------------------------------------------------------------------------------
@@ -136,6 +163,67 @@ def test_a_cancel_asked_while_the_job_starts_stops_it_and_rewrites_the_record(wo
     events = [JobEvent.model_validate_json(p.body) for p in worker.publisher.to("images.events")]
     assert [event.event for event in events][-1] == "job.cancelled"
     assert worker.publisher.to("images.dlx") == []
+
+
+def api_cancel_without_request(jobs: JobStore) -> None:
+    """What the API's cancel writes first (the record, over the version it read), and nothing else yet."""
+    jobs.update(JOB_ID, lambda job: job.cancel(utcnow()) is None)
+
+
+def assert_cancelled_with_nothing_left(worker) -> None:
+    job = worker.jobs.get(JOB_ID)
+    assert (job.status, job.result, job.results) == (JobStatus.CANCELLED, None, [])
+    assert worker.store.list_dated("results/") == []
+    events = [JobEvent.model_validate_json(p.body).event for p in worker.publisher.to("images.events")]
+    assert "job.completed" not in events
+    assert worker.publisher.to("images.dlx") == []
+    assert worker.stats.snapshot().cancelled == 1
+
+
+def test_a_cancel_landing_before_the_processing_write_wins_over_it(worker) -> None:
+    """The API cancels between the worker's read of the record and its `processing` write, and has
+    not yet written the cancel request: the worker's write is refused, and it finds the cancel."""
+    replace = worker.jobs.replace
+
+    def cancel_first(job: JobRecord, etag: str) -> str | None:
+        if job.status is JobStatus.PROCESSING:
+            api_cancel_without_request(worker.jobs)
+        return replace(job, etag)
+
+    worker.jobs.replace = cancel_first
+    assert worker.handler(worker.message) is Outcome.ACK
+    assert_cancelled_with_nothing_left(worker)
+
+
+def test_a_cancel_landing_while_the_image_is_processed_removes_the_stored_results(worker) -> None:
+    """The cancel's record write lands after the worker's `processing` write and before its
+    `completed` one: the completion is refused, and the results it stored are removed."""
+    run_variants = worker.pipeline.run_variants
+
+    def cancel_during(request, cancelled=None):
+        processed = run_variants(request, cancelled)
+        api_cancel_without_request(worker.jobs)
+        return processed
+
+    worker.pipeline.run_variants = cancel_during
+    assert worker.handler(worker.message) is Outcome.ACK
+    assert_cancelled_with_nothing_left(worker)
+
+
+def test_a_duplicate_deliverys_write_in_between_is_written_over(worker) -> None:
+    """Not every write in between is a cancel: another worker's `processing` write (a redelivered
+    copy) is written over, and the job completes as it did before writes were conditional."""
+    run_variants = worker.pipeline.run_variants
+
+    def another_worker_starts(request, cancelled=None):
+        processed = run_variants(request, cancelled)
+        worker.jobs.update(JOB_ID, lambda job: job.start("worker-other", 2) is None)
+        return processed
+
+    worker.pipeline.run_variants = another_worker_starts
+    assert worker.handler(worker.message) is Outcome.ACK
+    assert worker.jobs.get(JOB_ID).status is JobStatus.COMPLETED
+    assert len(worker.store.list_dated("results/")) == 1
 
 
 # --- idempotency ----------------------------------------------------------------------------------
