@@ -7,6 +7,7 @@ an image in mode L, LA, RGB or RGBA; everything else is converted here after dec
 import struct
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Literal, cast
@@ -159,17 +160,38 @@ def process_variants(
     the variant named when there are several, is raised). Limits as in process_image, per variant;
     `deadline` is the whole job's."""
     decoded = decode_image(data, variants, max_pixels, deadline, color, metadata, max_frames)
+
+    output_limit = max_output_pixels or max_pixels
+
+    def make(index: int) -> ProcessedImage:
+        return make_variant(decoded, index, variants[index], deadline, output_limit, color, max_bytes)
+
+    if len(variants) == 1:
+        return ProcessedVariants({variants[0].name: make(0)}, decoded.width, decoded.height, decoded.draft_scale)
+    # Pillow lets go of the GIL while it resamples and encodes: two variants at a time use both
+    # cores of an idle machine (a 4-variant job of 12 MP: 247 → 159 ms), and cost no more CPU.
+    pending = [_variant_threads().submit(make, index) for index in range(len(variants))]
     outputs = {}
-    for index, variant in enumerate(variants):
+    for variant, future in zip(variants, pending, strict=True):
         try:
-            outputs[variant.name] = make_variant(
-                decoded, index, variant, deadline, max_output_pixels or max_pixels, color, max_bytes
-            )
+            outputs[variant.name] = future.result()
         except ImageRejected as exc:
-            if len(variants) == 1:
-                raise
+            for other in pending:
+                other.cancel()
             raise ImageRejected(exc.reason, f"variant {variant.name}: {exc}") from None
     return ProcessedVariants(outputs, decoded.width, decoded.height, decoded.draft_scale)
+
+
+VARIANT_THREADS = 2
+_variant_pool: ThreadPoolExecutor | None = None
+
+
+def _variant_threads() -> ThreadPoolExecutor:
+    """Made on first use, in the image process that uses it (never in a parent that forks one)."""
+    global _variant_pool
+    if _variant_pool is None:
+        _variant_pool = ThreadPoolExecutor(VARIANT_THREADS, thread_name_prefix="variant")
+    return _variant_pool
 
 
 def decode_image(

@@ -1,4 +1,5 @@
 import random
+import threading
 import time
 from io import BytesIO
 
@@ -450,3 +451,29 @@ def test_a_failing_variant_fails_them_all_naming_it():
         process_variants(data, variants, 50_000_000)
     assert caught.value.reason == "crop_outside_image"
     assert str(caught.value).startswith("variant bad: crop:")
+
+
+def test_variants_are_made_two_at_a_time(large_jpeg, monkeypatch):
+    """Each variant's work runs while another's does (Pillow lets go of the GIL), in the order given."""
+    running, overlapped = [0], [0]
+    lock = threading.Lock()
+    both_started = threading.Barrier(2, timeout=30)
+    original = pipeline.make_variant
+
+    def counted(decoded, index, *args, **kwargs):
+        with lock:
+            running[0] += 1
+            overlapped[0] = max(overlapped[0], running[0])
+        if index < 2:
+            both_started.wait()  # the first two are under way at once, or this times out
+        try:
+            return original(decoded, index, *args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(pipeline, "make_variant", counted)
+    variants = [variant(f"v{width}", f"resize(width={width})") for width in (100, 200, 300)]
+    processed = process_variants(large_jpeg, variants, 50_000_000)
+    assert overlapped[0] == 2
+    assert [processed.outputs[name].width for name in ("v100", "v200", "v300")] == [100, 200, 300]
