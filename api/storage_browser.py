@@ -21,6 +21,7 @@ from common.clients import Client
 from common.jobs import JobRecord, JobStore, original_key, result_key
 from common.ports import ObjectStorage
 from common.storage import StorageError
+from common.variants import DEFAULT_VARIANT, is_variant_name
 
 logger = logging.getLogger("api")
 
@@ -36,6 +37,7 @@ CURSOR_PATTERN = r"^(\d{1,15})\.([0-9a-f]{32})$"
 
 class StoredObject(BaseModel):
     kind: ObjectKind
+    variant: str | None = None  # a result's variant (`default` for a job of plain operations)
     format: str
     content_type: str
     width: int
@@ -72,10 +74,11 @@ def stored_objects(record: JobRecord) -> list[StoredObject]:
             **original.model_dump(include={"format", "width", "height", "bytes"}),
         )
     ]
-    if record.result is not None:
-        result = record.result
-        fields = {"format", "content_type", "width", "height", "bytes"}
-        objects.append(StoredObject(kind="result", **result.model_dump(include=fields)))
+    fields = {"format", "content_type", "width", "height", "bytes"}
+    for result in record.results:
+        objects.append(StoredObject(kind="result", variant=result.name, **result.model_dump(include=fields)))
+    if not record.results and record.result is not None:  # a record from before variants
+        objects.append(StoredObject(kind="result", variant=DEFAULT_VARIANT, **record.result.model_dump(include=fields)))
     return objects
 
 
@@ -125,13 +128,18 @@ def _readable(jobs: JobStore, job_id: str) -> JobRecord | None:
 
 
 def open_preview(
-    job_id: str, kind: ObjectKind, client: Client, jobs: JobStore, store: ObjectStorage
+    job_id: str, kind: ObjectKind, client: Client, jobs: JobStore, store: ObjectStorage, variant: str | None = None
 ) -> tuple[StoredObject, Iterator[bytes]]:
-    """The stored original or result of the client's job, if small enough to show as it is."""
+    """The stored original or result (the first variant's, or the one named) of the client's job,
+    if small enough to show as it is."""
+    if variant is not None and (kind != "result" or not is_variant_name(variant)):
+        raise errors.NotFound(f"no variant {variant[:64]!r}: variant names are 1 to 32 of a-z, 0-9, '-' and '_'")
     record = find_job(job_id, client, jobs)
-    stored = {obj.kind: obj for obj in stored_objects(record)}.get(kind)
+    found = [obj for obj in stored_objects(record) if obj.kind == kind and variant in (None, obj.variant)]
+    stored = found[0] if found else None
     if stored is None:
-        raise errors.NotFound(f"job {job_id} has no {kind} yet (it is {record.status})")
+        what = kind if variant is None else f"variant {variant!r}"
+        raise errors.NotFound(f"job {job_id} has no {what} (it is {record.status})")
     if not stored.previewable:
         raise errors.NotFound(
             f"no preview of the {kind}: only {', '.join(sorted(PREVIEW_FORMATS))} up to "
@@ -139,6 +147,6 @@ def open_preview(
         )
     if kind == "original":
         key = original_key(record.job_id)
-    else:  # the job's result is its first variant's
-        key = result_key(record.job_id, stored.format, record.outputs[0].name)
+    else:
+        key = result_key(record.job_id, stored.format, stored.variant or DEFAULT_VARIANT)
     return stored, stream_object(store, key)

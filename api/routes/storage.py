@@ -1,6 +1,7 @@
 """Browsing stored originals and results (the console's Storage page): a page of the client's
 jobs with their objects' sizes and dates, and a bounded preview of each object."""
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated
 
@@ -47,11 +48,16 @@ def _view(job: StoredJob, public_url: str) -> StoredJobView:
         objects=[
             StoredObjectView(
                 **obj.model_dump(),
-                preview_url=f"{public_url}/storage/{record.job_id}/{obj.kind}" if obj.previewable else None,
+                preview_url=_preview_path(public_url, record.job_id, obj) if obj.previewable else None,
             )
             for obj in job.objects
         ],
     )
+
+
+def _preview_path(public_url: str, job_id: str, obj: StoredObject) -> str:
+    path = f"{public_url}/storage/{job_id}/{obj.kind}"
+    return path if obj.kind == "original" else f"{path}/{obj.variant}"
 
 
 @router.get("", response_model=StoragePage, operation_id="storage_list", responses=documented(401, 422, 503))
@@ -70,14 +76,31 @@ async def storage_list(
     )
 
 
+_PREVIEW_RESPONSES = {
+    200: {"content": {"image/*": {}}, "description": "the stored object"}, **documented(401, 404, 422, 503)
+}
+
+
 @router.get(
-    "/{job_id}/{kind}",
-    response_class=StreamingResponse,
-    operation_id="storage_preview",
-    responses={200: {"content": {"image/*": {}}, "description": "the stored object"}, **documented(401, 404, 422, 503)},
+    "/{job_id}/{kind}", response_class=StreamingResponse, operation_id="storage_preview", responses=_PREVIEW_RESPONSES,
 )
 def storage_preview(job_id: str, kind: ObjectKind, services: ServicesDep, client: CurrentClient) -> StreamingResponse:
-    stored, body = storage_browser.open_preview(job_id, kind, client, services.jobs, services.store)
+    """The original, or the result of the job's first variant."""
+    return _preview(*storage_browser.open_preview(job_id, kind, client, services.jobs, services.store))
+
+
+@router.get(
+    "/{job_id}/result/{variant}", response_class=StreamingResponse, operation_id="storage_preview_variant",
+    responses=_PREVIEW_RESPONSES,
+)
+def storage_preview_variant(
+    job_id: str, variant: str, services: ServicesDep, client: CurrentClient
+) -> StreamingResponse:
+    """The result of the variant named."""
+    return _preview(*storage_browser.open_preview(job_id, "result", client, services.jobs, services.store, variant))
+
+
+def _preview(stored: StoredObject, body: Iterator[bytes]) -> StreamingResponse:
     return StreamingResponse(
         body,
         media_type=stored.content_type,

@@ -180,27 +180,54 @@ function jobCard(file) {
   const original = el("img", { src: URL.createObjectURL(file), alt: `Original: ${file.name}` });
   const compare = el("div", { className: "compare" },
     el("figure", {}, original, el("figcaption", { textContent: `Original, ${formatBytes(file.size)}` })));
-  const card = el("li", { className: "job" }, el("h4", { textContent: file.name }), status, progress, compare);
+  const cancel = el("button", { type: "button", textContent: "Cancel", disabled: true });
+  cancel.setAttribute("aria-label", `Cancel the job of ${file.name}`);
+  const card = el("li", { className: "job" }, el("h4", { textContent: file.name }), status, progress, cancel, compare);
   $("#jobs").prepend(card);
-  return { card, status, progress, compare };
+  return { card, status, progress, compare, cancel };
 }
 
 function showStatus(view, status, text) {
   view.status.dataset.status = status;
   view.status.textContent = text;
   view.progress.value = STEPS[status] || 0;
+  view.cancel.hidden = FINAL.has(status);
 }
+
+// A queued job is never processed; a running one is stopped and stores nothing; a finished one
+// answers 409, whose message is shown.
+async function cancelJob(view, jobId) {
+  view.cancel.disabled = true;
+  try {
+    const record = await (await api(`/jobs/${jobId}`, { method: "DELETE" })).json();
+    showStatus(view, record.status, record.status);
+  } catch (error) {
+    view.status.textContent += ` (not cancelled: ${error.message})`;
+    view.cancel.disabled = false;
+  }
+}
+
+const extension = (format) => (format === "jpeg" ? "jpg" : format);
 
 async function showResult(view, jobId) {
   const record = await (await api(`/status/${jobId}`)).json();
-  const blob = await (await api(`/result/${jobId}`)).blob();
-  const url = URL.createObjectURL(blob);
-  const result = record.result;
+  const results = record.results?.length ? record.results : [{ ...record.result, name: "default" }];
+  const name = record.original.filename || jobId;
+  const several = results.length > 1;
+  for (const result of results) {
+    // One variant: the job's result, as before variants; several: each by its name.
+    const blob = await (await api(several ? `/result/${jobId}/${result.name}` : `/result/${jobId}`)).blob();
+    const url = URL.createObjectURL(blob);
+    const what = several ? `Result ${result.name}` : "Result";
+    const caption = `${what}, ${result.width}×${result.height} ${result.format}, ${formatBytes(result.bytes)}`;
+    const download = el("a", {
+      href: url, download: `${jobId}${several ? `-${result.name}` : ""}.${extension(result.format)}`,
+      textContent: several ? `Download ${result.name}` : "Download the result",
+    });
+    view.compare.append(el("figure", {}, el("img", { src: url, alt: `${what} of ${name}` }),
+      el("figcaption", { textContent: caption }), download));
+  }
   const timings = record.timings || {};
-  const caption = `Result, ${result.width}×${result.height} ${result.format}, ${formatBytes(result.bytes)}`;
-  const download = el("a", { href: url, download: `${jobId}.${result.format === "jpeg" ? "jpg" : result.format}`, textContent: "Download the result" });
-  view.compare.append(el("figure", {}, el("img", { src: url, alt: `Result of ${record.original.filename || jobId}` }),
-    el("figcaption", { textContent: caption }), download));
   const waited = timings.queue_wait_ms != null ? `${Math.round(timings.queue_wait_ms)} ms queued` : "";
   const took = timings.processing_ms != null ? `${Math.round(timings.processing_ms)} ms processing` : "";
   view.card.append(el("p", { className: "hint",
@@ -236,12 +263,18 @@ async function uploadOne(file) {
   const view = jobCard(file);
   const form = new FormData();
   form.append("file", file);
-  form.append("operations", operationsField());
-  if ($("#output-format").value) form.append("output_format", $("#output-format").value);
-  if ($("#quality").value) form.append("quality", $("#quality").value);
+  if ($("#preset").value) {
+    form.append("preset", $("#preset").value);
+  } else {
+    form.append("operations", operationsField());
+    if ($("#output-format").value) form.append("output_format", $("#output-format").value);
+    if ($("#quality").value) form.append("quality", $("#quality").value);
+  }
   try {
     const accepted = await (await api("/upload", { method: "POST", body: form })).json();
     view.card.dataset.jobId = accepted.job_id;
+    view.cancel.disabled = false;
+    view.cancel.addEventListener("click", () => cancelJob(view, accepted.job_id));
     showStatus(view, "queued", "queued");
     await follow(view, accepted.job_id);
   } catch (error) {
@@ -254,6 +287,15 @@ async function setUpUpload() {
     catalogue = await (await api("/operations")).json();
   } catch (error) {
     $("#upload-error").textContent = `Could not read the operations: ${error.message}`;
+  }
+  try {
+    const { presets } = await (await api("/presets")).json();
+    for (const [name, variants] of Object.entries(presets)) {
+      const names = variants.map((variant) => variant.name).join(", ");
+      $("#preset").append(el("option", { value: name, textContent: `${name} (${names})` }));
+    }
+  } catch (error) {
+    $("#upload-error").textContent = `Could not read the presets: ${error.message}`;
   }
   const picker = $("#op-add");
   for (const op of catalogue.operations) picker.append(el("option", { value: op.name, textContent: op.name }));
@@ -441,9 +483,11 @@ pages["dead-letters"] = { show: refreshDeadLetters };
 let storageCursor = null;
 
 async function previewFigure(job, object) {
-  const label = `${object.kind === "original" ? "Original" : "Result"} of ${job.filename || job.job_id}`;
+  // A job's one result is "Result"; each of several variants is named.
+  const variant = object.kind === "result" && object.variant !== "default" ? ` ${object.variant}` : "";
+  const label = `${object.kind === "original" ? "Original" : "Result"}${variant} of ${job.filename || job.job_id}`;
   const caption = el("figcaption", {
-    textContent: `${object.kind}, ${object.width}×${object.height} ${object.format}, ${formatBytes(object.bytes)}`,
+    textContent: `${object.kind}${variant}, ${object.width}×${object.height} ${object.format}, ${formatBytes(object.bytes)}`,
   });
   if (!object.preview_url) {
     return el("figure", {}, el("p", { className: "hint", textContent: "no preview (too large, or a format a browser does not show)" }), caption);

@@ -173,6 +173,52 @@ def test_storage_page_shows_only_the_clients_objects_with_previews(make_system, 
     screenshot(page, "storage")
 
 
+def test_a_preset_upload_shows_every_variant_here_and_on_the_storage_page(make_system, page: Page) -> None:
+    system = make_system(workers=("worker-a",), notifier=False, PRESETS_FILE=str(PROJECT_DIR / "presets.yaml"))
+    open_console(page, system)
+    page.get_by_label("Preset").select_option("avatar")
+    page.get_by_label("Images").set_input_files(SAMPLE)
+    page.get_by_role("button", name="Upload", exact=True).click()
+
+    card = job_card(page, "sample.jpg")
+    expect(card.get_by_role("status")).to_have_text("completed", timeout=FINISH_S)
+    for name, side in (("small", 64), ("large", 256)):
+        image = card.get_by_role("img", name=f"Result {name} of sample.jpg")
+        expect(image).to_be_visible()
+        assert image.evaluate("image => image.decode().then(() => image.naturalWidth)") == side
+        expect(card).to_contain_text(f"Result {name}, {side}×{side} webp")
+        expect(card.get_by_role("link", name=f"Download {name}")).to_be_visible()
+    expect(card.get_by_role("button", name="Cancel the job of sample.jpg")).to_be_hidden()
+    job_id = card.get_attribute("data-job-id")
+    assert system.status(job_id)["preset"] == "avatar"
+
+    page.get_by_role("link", name="Storage").click()
+    stored = page.locator("#stored > li").filter(has_text=job_id)
+    for name, side in (("small", 64), ("large", 256)):
+        image = stored.get_by_role("img", name=f"Result {name} of sample.jpg")
+        assert image.evaluate("image => image.decode().then(() => image.naturalWidth)") == side
+
+
+def test_the_cancel_button_stops_a_queued_job_for_good(make_system, page: Page) -> None:
+    system = make_system(workers=(), notifier=False)
+    open_console(page, system)
+    page.get_by_label("Images").set_input_files(SAMPLE)
+    page.get_by_role("button", name="Upload", exact=True).click()
+    card = job_card(page, "sample.jpg")
+    expect(card.get_by_role("status")).to_have_text("queued", timeout=30_000)
+    cancel = card.get_by_role("button", name="Cancel the job of sample.jpg")
+    expect(cancel).to_be_enabled()
+    cancel.click()
+    expect(card.get_by_role("status")).to_have_text("cancelled", timeout=30_000)
+    expect(cancel).to_be_hidden()
+    job_id = card.get_attribute("data-job-id")
+    # A worker that starts now acks the job without running it.
+    system.start_worker("worker-a")
+    wait_for(lambda: "cancelled by its client; acking without running it" in system.logs(), 60, "the worker's ack")
+    status = system.status(job_id)
+    assert (status["status"], status["result"]) == ("cancelled", None)
+
+
 @pytest.mark.parametrize("path, operation", [("/docs", "/upload"), ("/redoc", "/upload")])
 def test_api_docs_work_with_the_network_cut_off(system: System, browser, path: str, operation: str) -> None:
     context = browser.new_context()

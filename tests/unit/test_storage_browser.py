@@ -9,6 +9,9 @@ from api import errors
 from api.storage_browser import SCAN_MAX, list_page, open_preview
 from common.clients import Client
 from common.jobs import JobRecord, JobStore, OriginalInfo, original_key
+from common.messages import ResultInfo, VariantResult
+from common.operations import Flip
+from common.variants import Variant
 from tests.support.memory import MemoryObjectStore
 
 ALICE, OPS = Client("alice"), Client("ops", admin=True)
@@ -66,18 +69,13 @@ def test_a_cursor_not_of_the_apis_form_is_refused(store: MemoryObjectStore, curs
         list_page(ALICE, JobStore(store), 10, cursor)  # type: ignore[arg-type]
 
 
-def test_the_result_preview_of_a_variants_job_is_its_first_variant(store: MemoryObjectStore) -> None:
-    from common.messages import ResultInfo, VariantResult
-    from common.operations import Flip
-    from common.variants import Variant
-
-    jobs = JobStore(store)
-    job_id = stored(store, jobs, "alice", START)
-    record = jobs.get(job_id)
+def variants_job(store: MemoryObjectStore, jobs: JobStore) -> str:
+    jobs_id = stored(store, jobs, "alice", START)
+    record = jobs.get(jobs_id)
     record.variants = [Variant(name="thumb", operations=[Flip()]), Variant(name="big", operations=[Flip()])]
     record.start("w", 1)
     results = [
-        VariantResult(name=name, key=f"results/{job_id}/{name}.png", width=2, height=2, bytes=len(name),
+        VariantResult(name=name, key=f"results/{jobs_id}/{name}.png", width=2, height=2, bytes=len(name),
                       format="png", content_type="image/png")
         for name in ("thumb", "big")
     ]
@@ -85,6 +83,34 @@ def test_the_result_preview_of_a_variants_job_is_its_first_variant(store: Memory
     jobs.save(record)
     for result in results:
         store.put(result.key, result.name.encode(), "image/png")
+    return jobs_id
 
+
+def test_the_result_preview_of_a_variants_job_is_its_first_variant(store: MemoryObjectStore) -> None:
+    jobs = JobStore(store)
+    job_id = variants_job(store, jobs)
     stored_object, body = open_preview(job_id, "result", ALICE, jobs, store)
     assert b"".join(body) == b"thumb" and stored_object.bytes == len("thumb")
+
+
+def test_every_variant_is_listed_and_previewed_by_name(store: MemoryObjectStore) -> None:
+    jobs = JobStore(store)
+    job_id = variants_job(store, jobs)
+    (listed,) = list_page(ALICE, jobs, 10).jobs
+    assert [(obj.kind, obj.variant) for obj in listed.objects] == [
+        ("original", None), ("result", "thumb"), ("result", "big")
+    ]
+    stored_object, body = open_preview(job_id, "result", ALICE, jobs, store, "big")
+    assert b"".join(body) == b"big" and stored_object.variant == "big"
+
+
+@pytest.mark.parametrize("kind, variant", [
+    ("result", "nope"), ("result", "../../jobs"), ("result", "BIG"), ("result", "a" * 33), ("original", "thumb"),
+])
+def test_a_variant_the_job_does_not_have_is_not_found(store: MemoryObjectStore, kind: str, variant: str) -> None:
+    jobs = JobStore(store)
+    job_id = variants_job(store, jobs)
+    with pytest.raises(errors.NotFound):
+        open_preview(job_id, kind, ALICE, jobs, store, variant)
+    with pytest.raises(errors.NotFound):
+        open_preview(job_id, "result", Client("bob"), jobs, store, "big")
