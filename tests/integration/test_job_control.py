@@ -1,5 +1,8 @@
 """Cancelling jobs, idempotent uploads and listing a client's jobs, on real services (issue 14)."""
 
+import os
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -8,7 +11,7 @@ import pytest
 from httpx_sse import connect_sse
 
 from harness.broker import BrokerVhost
-from harness.processes import wait_for
+from harness.processes import PROJECT_DIR, wait_for
 from harness.system import System, build_system
 from harness.webhooks import WebhookReceiver
 
@@ -277,3 +280,26 @@ def test_bad_listing_parameters_are_refused(keyed, params, field) -> None:
 
 def test_listing_needs_a_key_where_keys_are_required(keyed) -> None:
     assert list_jobs(keyed, key=None).status_code == 401
+
+
+def test_jobs_stored_before_the_index_are_indexed_by_the_reindex_command(make_system, sample_jpg) -> None:
+    system = make_system(workers=(), notifier=False, **KEYS)
+    made = [accepted(system, sample_jpg) for _ in range(3)]
+    for key in system.store.list("index/"):
+        if made[0] in key or made[1] in key:  # as if uploaded before the index existed
+            system.store.delete(key)
+    assert [job["job_id"] for job in list_jobs(system).json()["jobs"]] == [made[2]]
+
+    def reindex() -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "api.job_index"], env={**os.environ, **system.env}, cwd=PROJECT_DIR,
+            capture_output=True, text=True, timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "indexed 2 jobs" in reindex()
+    assert [job["job_id"] for job in list_jobs(system).json()["jobs"]] == made[::-1]
+    assert len(list_jobs(system, key=OPS).json()["jobs"]) == 3
+    assert "indexed 0 jobs" in reindex()
+    assert len(system.store.list("index/")) == 6
