@@ -138,3 +138,10 @@ def test_bench_variants_quick_compares_one_job_with_four(tmp_path: Path) -> None
     assert measured["cpu_separate_vs_variants"] == pytest.approx(
         measured["separate_cpu_s"] / measured["variants_cpu_s"], rel=1e-2
     )
+    split = figures["pipeline_in_process"]
+    stages = {f"{way} {name}" for way in ("variant", "alone") for name in results["outputs"]}
+    assert set(split["ms"]) == {"decode", *stages}
+    assert split["variants_ms"] == pytest.approx(
+        sum(ms for name, ms in split["ms"].items() if not name.startswith("alone")), abs=0.5
+    )
+    assert split["separate_vs_variants"] == pytest.approx(split["separate_ms"] / split["variants_ms"], rel=1e-2)
