@@ -1,9 +1,10 @@
 """Cancel requests: `cancels/<job id>`, written only by the API when a client cancels a job.
 
-The job record says `cancelled` too, but a worker that is running the job may write its record
-again (processing) at the same moment; the request object is what it polls while the image is
-processed and checks once more before storing a result. It holds when the cancel was asked, so
-every record that says `cancelled` carries the same time (and the notifier one webhook).
+The API writes the job's record `cancelled` first (over the version it read, so it never undoes a
+completion), then this request. The record decides the job's end: a worker's later record write
+finds it changed and stops (worker/handler.py). The request is what a worker running the job polls
+while the image is processed, to stop it early; it holds when the cancel was asked, so every record
+that says `cancelled` carries the same time (and the notifier one webhook).
 """
 
 from datetime import datetime
