@@ -164,7 +164,7 @@ class JobHandler:
     def _run(
         self, message: JobMessage, held: Held, attempt: int, original: Future[bytes], delivery: Delivery
     ) -> None:
-        record = held.record.model_copy(deep=True)
+        record = held.record
         log = job_logger(logger, record.job_id)
         record.start(self._worker, attempt)
         held.record = record.model_copy(deep=True)  # what a failure or a retry builds on, written or not
