@@ -218,6 +218,7 @@ class JobRecord(BaseModel):
             error=self.error,
             error_reason=self.error_reason,
             next_attempt_at=self.next_attempt_at,
+            webhook=self.callback_url is not None,
         )
 
     @computed_field  # type: ignore[prop-decorator]

@@ -128,6 +128,10 @@ class JobEvent(BaseModel):
     error: str | None = None
     error_reason: str | None = None
     next_attempt_at: datetime | None = None
+    # Whether the job has a callback URL. The notifier reads the record, where the URL and its
+    # secret are, only when this is true; an event without the field (an older worker's) says true.
+    # A forged `false` sends nothing and suppresses nothing: the worker's own event still comes.
+    webhook: bool = True
 
     @property
     def final(self) -> bool:

@@ -2,7 +2,8 @@
 
 The event on the bus is only a hint that a job changed. Who to call, with which secret, and what
 to say come from the job record, the durable truth: a forged or stale event can at most make the
-notifier tell a job's own client its real state again. Each message handles one delivery attempt;
+notifier tell a job's own client its real state again. An event that says its job has no webhook
+is logged and not looked up further (one storage read less per job). Each message handles one delivery attempt;
 an attempt that fails for a reason worth retrying goes to a delay queue and comes back (attempt
 counted in `x-webhook-attempt`), so no handler thread sleeps on a failing endpoint, and an endpoint
 that already has WEBHOOK_PER_HOST_CONCURRENCY deliveries in flight gets the next ones later
@@ -90,6 +91,11 @@ class EventHandler:
             logger.error("dead-lettering an unreadable event: %s", exc.errors()[:2])
             return Outcome.DEAD_LETTER
         log = job_logger(logger, event.job_id)
+        if not event.webhook:
+            # Nothing to send: the record (one storage read per job) is only needed for a webhook.
+            if event.final:
+                _log_event(event)
+            return Outcome.ACK
         try:
             record = self._jobs.get(event.job_id)
         except StorageError as exc:
@@ -102,7 +108,7 @@ class EventHandler:
             log.warning("event says %s but the job is %s; ignored", event.status, record.status.value)
             return Outcome.ACK
         if self._attempt(delivery) == 1 and not delivery.headers.get(Header.WEBHOOK_DEFERRALS):
-            _log_event(record)
+            _log_event(record.to_event())
         if not record.callback_url:
             return Outcome.ACK
         if record.webhook and record.webhook.delivered and record.webhook.message_id == message_id(record):
@@ -220,15 +226,18 @@ def webhook_body(record: JobRecord, download_urls: Mapping[str, str]) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
-def _log_event(record: JobRecord) -> None:
-    log = job_logger(logger, record.job_id)
-    if record.status is JobStatus.COMPLETED and record.result:
+def _log_event(event: JobEvent) -> None:
+    """One line per outcome. For a job with a webhook the event is rebuilt from its record; without
+    one it is the event as published, which another client of the broker could have forged: the
+    record (GET /status) stays the truth."""
+    log = job_logger(logger, event.job_id)
+    if event.status == JobStatus.COMPLETED.value and event.result:
         log.info(
             "job %s completed by %s: %dx%d %s, %d bytes",
-            record.job_id, record.worker, record.result.width, record.result.height,
-            record.result.format, record.result.bytes,
+            event.job_id, event.worker, event.result.width, event.result.height,
+            event.result.format, event.result.bytes,
         )
-    elif record.status is JobStatus.CANCELLED:
-        log.info("job %s cancelled by its client", record.job_id)
+    elif event.status == JobStatus.CANCELLED.value:
+        log.info("job %s cancelled by its client", event.job_id)
     else:
-        log.info("job %s failed after %d attempts: %s", record.job_id, record.attempts, record.error)
+        log.info("job %s failed after %d attempts: %s", event.job_id, event.attempts, event.error)

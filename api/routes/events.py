@@ -108,7 +108,7 @@ def parse_global_id(last_event_id: str) -> tuple[str, int] | None:
 
 
 def job_event_data(event: JobEvent, services: Services) -> dict[str, Any]:
-    data = event.model_dump(mode="json")
+    data = event.model_dump(mode="json", exclude={"webhook"})  # the notifier's hint, not the client's
     if event.result is not None:
         data["result"]["download_url"] = services.store.presigned_url(event.result.key)
     public_url = services.public_url
