@@ -39,7 +39,11 @@ def index_keys(record: JobRecord) -> list[str]:
 
 def add_to_index(store: ObjectStorage, record: JobRecord) -> None:
     for key in index_keys(record):
-        store.put(key, b"", content_type="application/octet-stream")
+        add_entry(store, key)
+
+
+def add_entry(store: ObjectStorage, key: str) -> None:
+    store.put(key, b"", content_type="application/octet-stream")
 
 
 def remove_from_index(store: ObjectStorage, record: JobRecord) -> None:

@@ -4,6 +4,7 @@ refuses, and who may see a job."""
 import io
 import ipaddress
 import json
+import threading
 
 import pytest
 
@@ -183,6 +184,30 @@ def test_submit_with_storage_down_is_unavailable_and_queues_nothing(ports) -> No
         submit_job(upload(), ports)
     assert caught.value.retry_after_s == 5
     assert ports.publisher.published == []
+
+
+@pytest.mark.parametrize("prefix", ["jobs/", "index/"])
+def test_a_storage_failure_after_the_original_leaves_nothing_behind(ports, prefix: str) -> None:
+    ports.store.failing_puts, ports.store.failing_prefix = 1, prefix
+    with pytest.raises(errors.Unavailable, match="object storage"):
+        submit_job(upload(), ports)
+    assert nothing_left(ports)
+
+
+def test_the_record_and_its_index_entries_are_written_at_once(ports) -> None:
+    """Three small PUTs: each waits at a barrier that only three writes in flight together pass."""
+    together = threading.Barrier(3, timeout=5)
+    put = ports.store.put
+
+    def put_at_the_barrier(key: str, data: bytes, content_type: str, metadata=None) -> str:
+        if not key.startswith("originals/"):
+            together.wait()
+        return put(key, data, content_type, metadata)
+
+    ports.store.put = put_at_the_barrier  # type: ignore[method-assign]
+    record = submit_job(upload(), ports)
+    assert ports.jobs.get(record.job_id) == record
+    assert sum(key.startswith("index/") for key in ports.store.objects) == 2
 
 
 @pytest.mark.parametrize(("switch", "error"), [("fail", errors.Unavailable), ("full", errors.QueueFull)])
