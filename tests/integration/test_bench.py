@@ -4,6 +4,7 @@ It checks that the bench works, never how fast anything is: the figures come fro
 noisy machine.
 """
 
+import ast
 import json
 import subprocess
 import sys
@@ -145,3 +146,19 @@ def test_bench_variants_quick_compares_one_job_with_four(tmp_path: Path) -> None
         sum(ms for name, ms in split["ms"].items() if not name.startswith("alone")), abs=0.5
     )
     assert split["separate_vs_variants"] == pytest.approx(split["separate_ms"] / split["variants_ms"], rel=1e-2)
+
+
+def test_message_cost_meters_the_broker_and_the_client_per_size_and_queue_type() -> None:
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench.message_cost", "--count", "5"],
+        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120,
+    )
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    lines = finished.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        f"{queue_type} queue, {size}" for queue_type in ("classic", "quorum") for size in ("600 KB", "2 KB")
+    ]
+    for line in lines:
+        figures = ast.literal_eval(line.split(": ", 1)[1])
+        assert set(figures) == {"client_cpu_ms", "broker_cpu_ms"}
+        assert all(value >= 0 for value in figures.values())
