@@ -3,11 +3,13 @@
 The event on the bus is only a hint that a job changed. Who to call, with which secret, and what
 to say come from the job record, the durable truth: a forged or stale event can at most make the
 notifier tell a job's own client its real state again. An event that says its job has no webhook
-is logged and not looked up further (one storage read less per job). Each message handles one delivery attempt;
-an attempt that fails for a reason worth retrying goes to a delay queue and comes back (attempt
-counted in `x-webhook-attempt`), so no handler thread sleeps on a failing endpoint, and an endpoint
-that already has WEBHOOK_PER_HOST_CONCURRENCY deliveries in flight gets the next ones later
-instead of holding the notifier's other threads (`x-webhook-deferrals`).
+is logged and not looked up further (one storage read less per job).
+
+Each message handles one delivery attempt; an attempt that fails for a reason worth retrying goes
+to a delay queue and comes back (attempt counted in `x-webhook-attempt`), so no handler thread
+sleeps on a failing endpoint, and an endpoint that already has WEBHOOK_PER_HOST_CONCURRENCY
+deliveries in flight gets the next ones later instead of holding the notifier's other threads
+(`x-webhook-deferrals`).
 """
 
 import json
