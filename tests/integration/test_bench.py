@@ -162,3 +162,21 @@ def test_message_cost_meters_the_broker_and_the_client_per_size_and_queue_type()
         figures = ast.literal_eval(line.split(": ", 1)[1])
         assert set(figures) == {"client_cpu_ms", "broker_cpu_ms"}
         assert all(value >= 0 for value in figures.values())
+
+
+def test_revisions_measures_two_checkouts_in_turn_and_removes_them(tmp_path: Path) -> None:
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench.revisions", "--before", "HEAD", "--mode", "upload", "--runs", "2",
+         "--rounds", "1", "--count", "3", "--out", str(tmp_path), "--name", "quick"],
+        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=600,
+    )
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    results = json.loads((tmp_path / "quick.json").read_text())
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_DIR, capture_output=True, text=True).stdout.strip()
+    assert results["before"] == head and results["after"].startswith("working tree")
+    firsts = [next(iter(pair)) for pair in results["per_run"]]
+    assert firsts == ["before", "after"]
+    ratios = [pair["after"]["upload_p50_ms"] / pair["before"]["upload_p50_ms"] for pair in results["per_run"]]
+    assert results["after_vs_before"]["upload_p50_ms"]["median"] == pytest.approx(sum(ratios) / 2, abs=2e-3)
+    worktrees = subprocess.run(["git", "worktree", "list"], cwd=PROJECT_DIR, capture_output=True, text=True).stdout
+    assert "imgpipe-revisions" not in worktrees
