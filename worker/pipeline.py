@@ -238,10 +238,13 @@ def make_variant(
     operations = list(variant.operations)
     animation = decoded.animation if can_animate(variant.output_format, decoded.source_format) else None
     source = decoded.animated if animation is not None and decoded.animated is not None else decoded.still
-    frames, icc = [frame.copy() for frame in source], decoded.icc
+    icc = decoded.icc
     if decoded.draft_plans is not None:
-        frames = [resample(frames[0], decoded.draft_plans[index], decoded.draft_scale)]
+        # The resample makes a new image from the shared decode, which it only reads.
+        frames = [resample(source[0], decoded.draft_plans[index], decoded.draft_scale)]
         operations = operations[1:]
+    else:
+        frames = [frame.copy() for frame in source]
     if color == "srgb":
         if not decoded.in_srgb:
             frames = [to_srgb(frame, icc) for frame in frames]

@@ -435,6 +435,20 @@ def test_variants_without_a_leading_resize_decode_at_full_size(large_jpeg, draft
     assert processed.outputs["flipped"].width == 300
 
 
+def test_variants_made_from_a_drafted_decode_leave_it_as_it_was(large_jpeg):
+    """Each variant's resample reads the shared decode, without a copy of it first."""
+    variants = [
+        variant("thumb", "resize(width=200,height=200,fit=cover),filter(name=invert)", "png"),
+        variant("large", "resize(width=1000),watermark,brightness(factor=1.5)", "jpeg"),
+    ]
+    decoded = pipeline.decode_image(large_jpeg, variants, 50_000_000, None, "srgb", "strip", 1)
+    assert decoded.draft_plans is not None
+    before = decoded.still[0].tobytes()
+    for index, spec in enumerate(variants):
+        pipeline.make_variant(decoded, index, spec, None, 50_000_000, "srgb", None)
+    assert decoded.still[0].tobytes() == before
+
+
 def test_variants_each_start_from_the_original_not_from_another(large_jpeg):
     processed = process_variants(
         large_jpeg, [variant("inverted", "filter(name=invert)", "png"), variant("plain", "flip,flip", "png")],
