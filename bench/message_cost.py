@@ -11,11 +11,11 @@ bench.storage_cost` (what the S3 GET it would replace costs).
 import argparse
 import os
 import subprocess
-import time
+from collections.abc import Callable
 
 import pika
 
-from harness import procs
+from bench.storage_cost import measure
 from harness.broker import BrokerVhost
 
 SIZES = {"600 KB": 600_000, "2 KB": 2_000}
@@ -29,20 +29,15 @@ def broker_pid() -> int:
     return int(printed.strip().strip('"'))
 
 
-def measure(channel, queue: str, body: bytes, count: int, pid: int) -> dict[str, float]:
-    def one() -> None:
+def round_trip(channel, queue: str, body: bytes) -> Callable[[int], None]:
+    """Publish with a confirm, fetch and ack: what a job message goes through."""
+
+    def one(_index: int) -> None:
         channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2), mandatory=True)
         method, _properties, _body = channel.basic_get(queue)
         channel.basic_ack(method.delivery_tag)
 
-    one()  # the first call's costs
-    client, server = time.process_time(), procs.cpu_seconds(pid)
-    for _ in range(count):
-        one()
-    return {
-        "client_cpu_ms": round((time.process_time() - client) * 1000 / count, 2),
-        "broker_cpu_ms": round((procs.cpu_seconds(pid) - server) * 1000 / count, 2),
-    }
+    return one
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                 queue = f"message-cost-{queue_type}"
                 channel.queue_declare(queue, durable=True, arguments={"x-queue-type": queue_type})
                 for label, size in SIZES.items():
-                    figures = measure(channel, queue, os.urandom(size), args.count, pid)
+                    one = round_trip(channel, queue, os.urandom(size))
+                    figures = measure(pid, one, args.count, server="broker")
                     print(f"{queue_type} queue, {label}: {figures}", flush=True)
     finally:
         vhost.delete()

@@ -21,14 +21,17 @@ from harness.objectstore import PrivateObjectStore, object_store
 SIZES = {"600 KB": 600_000, "2 KB": 2_000}
 
 
-def measure(store_pid: int, request: Callable[[int], object], count: int) -> dict[str, float]:
+def measure(
+    server_pid: int, request: Callable[[int], object], count: int, server: str = "store"
+) -> dict[str, float]:
+    """CPU per request of this process and of `server_pid` (reported as `<server>_cpu_ms`)."""
     request(-1)  # connection and first-call costs
-    client, server = time.process_time(), procs.cpu_seconds(store_pid)
+    client, served = time.process_time(), procs.cpu_seconds(server_pid)
     for index in range(count):
         request(index)
     return {
         "client_cpu_ms": round((time.process_time() - client) * 1000 / count, 2),
-        "store_cpu_ms": round((procs.cpu_seconds(store_pid) - server) * 1000 / count, 2),
+        f"{server}_cpu_ms": round((procs.cpu_seconds(server_pid) - served) * 1000 / count, 2),
     }
 
 
