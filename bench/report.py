@@ -105,10 +105,21 @@ def table(results: dict) -> str:
             f"| {_num(s['pipeline_vs_libvips'], 2)} | {_num(s['system_vs_limit'], 2)} "
             f"| {_num(s['system_vs_celery'], 2)} | {_num(s['worker_peak_rss_mb'], 0)} |"
         )
-    tables = ["\n".join(lines), aspect_table(results)]
+    tables = [machine_line(results["machine"]), "\n".join(lines), aspect_table(results)]
     if results.get("thumbor"):
         tables.append(thumbor_table(results["thumbor"]))
     return "\n\n".join(tables)
+
+
+def machine_line(machine: dict) -> str:
+    """Where the figures come from: ratios against libvips move with the CPU's vector sets."""
+    cpu = machine.get("cpu", "?")
+    details = [part for part in (machine.get("cpu_id"), ", ".join(machine.get("simd", []))) if part]
+    if details:
+        cpu += f" ({'; '.join(details)})"
+    load = machine.get("loadavg_before")
+    line = f"Machine: {machine.get('cpus')} CPUs, {cpu}, {machine.get('memory_gb')} GB"
+    return line + (f"; load average {load[0]:.2f} before the run." if load else ".")
 
 
 def thumbor_table(figures: dict) -> str:

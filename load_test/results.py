@@ -223,21 +223,43 @@ def summarize(jobs: Sequence[JobResult], workers: int | None, **extra) -> dict:
     }
 
 
-def machine_info() -> dict:
-    cpu = platform.processor() or platform.machine()
-    memory_gb = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
+# The vector instruction sets the image libraries choose their code paths by: the same code on
+# another CPU can give another ratio against libvips (bench.json records which it had).
+SIMD_FLAGS = ("sse4_2", "avx2", "avx512f", "avx512bw", "avx512vl", "avx512_fp16", "amx_tile")
+
+
+def cpu_identity(cpuinfo: str) -> dict:
+    """The first processor's model name, family/model/stepping and vector instruction sets, from
+    /proc/cpuinfo's text (virtual machines often show a generic model name: the numbers still tell
+    one CPU generation from another)."""
+    first: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        if not line.strip():
+            if first:
                 break
+            continue
+        key, _, value = line.partition(":")
+        first.setdefault(key.strip(), value.strip())
+    flags = set(first.get("flags", "").split())
+    identity: dict = {"simd": [flag for flag in SIMD_FLAGS if flag in flags]}
+    if "model name" in first:
+        identity["cpu"] = first["model name"]
+    if {"cpu family", "model", "stepping"} <= first.keys():
+        identity["cpu_id"] = f"family {first['cpu family']} model {first['model']} stepping {first['stepping']}"
+    return identity
+
+
+def machine_info() -> dict:
+    info: dict = {"cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine(), "memory_gb": None}
+    try:
+        info.update(cpu_identity(Path("/proc/cpuinfo").read_text()))
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
-                memory_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+                info["memory_gb"] = round(int(line.split()[1]) / 1024 / 1024, 1)
                 break
     except OSError:
         pass
-    return {"cpus": os.cpu_count(), "cpu": cpu, "memory_gb": memory_gb, "os": platform.platform(terse=True)}
+    return {**info, "os": platform.platform(terse=True)}
 
 
 def write_run(

@@ -3,7 +3,7 @@ figures it comes from (tests/integration/test_bench.py checks that on a real run
 
 import pytest
 
-from bench.report import ratio
+from bench.report import machine_line, ratio
 
 
 @pytest.mark.parametrize(("numerator", "denominator"), [(0.0588, 3.0), (1.0, 3.0), (1234.5, 1.0), (3.0, 0.0029)])
@@ -13,3 +13,21 @@ def test_a_ratio_stays_within_a_percent_of_its_figures(numerator: float, denomin
 
 def test_a_ratio_of_a_missing_figure_is_none() -> None:
     assert ratio(None, 2.0) is None and ratio(2.0, 0.0) is None
+
+
+def test_the_machine_line_names_the_cpu_its_vector_sets_and_the_load() -> None:
+    machine = {
+        "cpus": 2, "cpu": "Intel(R) Xeon(R) Processor", "cpu_id": "family 6 model 167 stepping 1",
+        "simd": ["avx2", "avx512f"], "memory_gb": 23.5, "loadavg_before": [0.73, 0.49, 0.21],
+    }
+
+    assert machine_line(machine) == (
+        "Machine: 2 CPUs, Intel(R) Xeon(R) Processor (family 6 model 167 stepping 1; avx2, avx512f), 23.5 GB; "
+        "load average 0.73 before the run."
+    )
+
+
+def test_the_machine_line_of_an_older_bench_json_keeps_to_what_it_has() -> None:
+    assert machine_line({"cpus": 2, "cpu": "Intel(R) Xeon(R) Processor", "memory_gb": 23.5}) == (
+        "Machine: 2 CPUs, Intel(R) Xeon(R) Processor, 23.5 GB."
+    )

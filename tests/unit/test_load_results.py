@@ -3,7 +3,7 @@
 import httpx
 
 from load_test.client import retry_after
-from load_test.results import COMPLETED, JobResult, summarize
+from load_test.results import COMPLETED, JobResult, cpu_identity, summarize
 
 
 def uploaded_job() -> JobResult:
@@ -44,3 +44,28 @@ def test_retry_after_reads_the_429s_seconds_within_bounds() -> None:
     assert retry_after(refused(**{"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})) == 1.0
     assert retry_after(refused(**{"Retry-After": "nan"})) == 1.0
     assert retry_after(refused()) == 1.0
+
+
+def _processor(number: int, model: str, flags: str) -> str:
+    return (
+        f"processor\t: {number}\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: {model}\n"
+        f"model name\t: Intel(R) Xeon(R) Processor\nstepping\t: 1\nflags\t\t: {flags}\n\n"
+    )
+
+
+def test_cpu_identity_names_the_first_processor_and_its_vector_sets():
+    cpuinfo = _processor(0, "167", "fpu sse4_2 avx2 avx512f avx512bw amx_tile") + _processor(1, "85", "fpu sse4_2")
+
+    identity = cpu_identity(cpuinfo)
+
+    assert identity == {
+        "cpu": "Intel(R) Xeon(R) Processor",
+        "cpu_id": "family 6 model 167 stepping 1",
+        "simd": ["sse4_2", "avx2", "avx512f", "avx512bw", "amx_tile"],
+    }
+
+
+def test_cpu_identity_of_a_cpu_without_x86_fields_says_only_what_it_knows():
+    identity = cpu_identity("processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd\n\n")
+
+    assert identity == {"simd": []}
