@@ -34,12 +34,15 @@ class PrivateObjectStore:
     """Can be stopped and started again on the same port and data, like an outage."""
 
     def __init__(
-        self, data_dir: Path, env: dict[str, str] | None = None, max_volumes: int = TEST_MAX_VOLUMES
+        self, data_dir: Path, env: dict[str, str] | None = None, max_volumes: int = TEST_MAX_VOLUMES,
+        cpu_profile: Path | None = None,
     ) -> None:
-        """`env`: more settings for the launcher (S3_PRESIGN_* for a read-only second key)."""
+        """`env`: more settings for the launcher (S3_PRESIGN_* for a read-only second key);
+        `cpu_profile`: where SeaweedFS writes its CPU profile when stopped."""
         self.data_dir = data_dir
         self.env = env or {}
         self.max_volumes = max_volumes
+        self.cpu_profile = cpu_profile
         self.port = free_s3_port()
         self.endpoint = f"127.0.0.1:{self.port}"
         self._process: subprocess.Popen | None = None
@@ -48,7 +51,8 @@ class PrivateObjectStore:
         with open(self.data_dir.parent / f"seaweedfs-{self.port}.log", "ab") as log:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "tools.objectstore", "--dir", str(self.data_dir), "--port", str(self.port),
-                 "--max-volumes", str(self.max_volumes)],
+                 "--max-volumes", str(self.max_volumes),
+                 *(["--cpu-profile", str(self.cpu_profile)] if self.cpu_profile else [])],
                 cwd=PROJECT_DIR, env={**os.environ, **S3_KEYS, **self.env}, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )

@@ -144,8 +144,14 @@ def main() -> None:
         help="volumes a mini instance may create (0: from free disk space). Every bucket is a collection with "
         "volumes of its own, so an instance holding many buckets (the tests') needs more than a small disk gives",
     )
+    parser.add_argument(
+        "--cpu-profile", type=Path,
+        help="write SeaweedFS's Go CPU profile (pprof) to this file when it stops (bench.storage_cost --profile)",
+    )
     args = parser.parse_args()
     command = weed_command(args.dir.resolve(), args.port, args.role, args.index, args.max_volumes)
+    if args.cpu_profile:
+        command.append(f"-cpuprofile={args.cpu_profile.resolve()}")
     for flag in command:
         if flag.startswith(("-dir=", "-mdir=", "-defaultStoreDir=")):
             Path(flag.split("=", 1)[1]).mkdir(parents=True, exist_ok=True)

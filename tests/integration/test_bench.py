@@ -164,6 +164,22 @@ def test_message_cost_meters_the_broker_and_the_client_per_size_and_queue_type()
         assert all(value >= 0 for value in figures.values())
 
 
+def test_storage_cost_profiles_the_store_it_meters() -> None:
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench.storage_cost", "--count", "40", "--size", "600 KB", "--profile", "--top", "3"],
+        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=180,
+    )
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    lines = finished.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines[:2]] == ["PUT 600 KB", "GET 600 KB"]
+    sampled = next(line for line in lines if line.startswith("SeaweedFS CPU profile:"))
+    assert float(sampled.split(": ")[1].split(" s ")[0]) > 0
+    for title in ("by package", "by function"):
+        shares = next(line for line in lines if line.startswith(f"{title}: ")).split(": ", 1)[1].split("; ")
+        percents = [float(share.rsplit(" ", 2)[1]) for share in shares]
+        assert 1 <= len(percents) <= 3 and percents == sorted(percents, reverse=True) and sum(percents) <= 100.5
+
+
 def test_revisions_measures_two_checkouts_in_turn_and_removes_them(tmp_path: Path) -> None:
     finished = subprocess.run(
         [sys.executable, "-m", "bench.revisions", "--before", "HEAD", "--mode", "upload", "--runs", "2",
