@@ -116,7 +116,8 @@ def test_bench_quick_runs_thumbor_against_the_system(quick_run) -> None:
 def test_bench_quick_writes_the_table_and_a_chart(quick_run) -> None:
     results, out = quick_run
     table = (out / "bench.md").read_text()
-    assert table.startswith("| size |") and f"{next(iter(results['sizes']))} MP" in table
+    assert table.startswith(f"Machine: {results['machine']['cpus']} CPUs, {results['machine']['cpu']}")
+    assert "\n| size |" in table and f"{next(iter(results['sizes']))} MP" in table
     assert "| pipeline ÷ libvips" in table and "| 3:2 |" in table and "| thumbor |" in table
     assert "px, fit 512 (thumbor's workload) |" in table
     with Image.open(out / "bench.png") as chart:
