@@ -103,6 +103,9 @@ def test_bench_quick_runs_thumbor_against_the_system(quick_run) -> None:
             assert isinstance(thumbor[f"{name}_{figure}"], float) and thumbor[f"{name}_{figure}"] > 0, (name, figure)
     for entry in thumbor["rounds"]:
         assert entry["thumbor"]["count"] == entry["system"]["count"] == thumbor["count_per_round"]
+        # One thumbor server per client: both worked, whatever the kernel would have balanced.
+        servers = entry["thumbor"]["cpu_ms_per_image"]
+        assert set(servers) == {"thumbor-1", "thumbor-2"} and all(ms > 0 for ms in servers.values()), servers
         ratio = entry["system"]["img_s"] / entry["thumbor"]["img_s"]
         assert entry["system_vs_thumbor"] == pytest.approx(ratio, rel=1e-2)
         assert entry["system_p50_vs_thumbor"] == pytest.approx(
