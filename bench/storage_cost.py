@@ -5,7 +5,8 @@ A private SeaweedFS (as the bench and the tests start it) and the services' own 
 (600 KB, a 2K photo) and of a job-record-sized one (2 KB). CPU from /proc for the store's process, from
 the process clock for the client. `--unsigned` repeats the PUTs with the payload left out of the
 signature (UNSIGNED-PAYLOAD), to tell the signature's share. `--profile` has SeaweedFS write its Go
-CPU profile and prints where the store's CPU went over the whole run, by package and by function.
+CPU profile and prints where the store's CPU went over the whole run, by package and by function;
+`--size` and `--puts-only` narrow the run to what is to be profiled.
 """
 
 import argparse
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="SeaweedFS's CPU profile of the run, summarised")
     parser.add_argument("--top", type=int, default=8, help="lines of the profile's summary per table")
     parser.add_argument("--size", choices=list(SIZES), action="append", help="only this object size (repeatable)")
+    parser.add_argument("--puts-only", action="store_true", help="no GETs (a profile of the writes alone)")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="imgpipe-storage-cost-"))
     (work / "s3").mkdir()
@@ -66,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                 return s3.get(f"{label}/{max(index, 0)}")
 
             print(f"PUT {label}: {measure(pid, put, args.count)}", flush=True)
-            print(f"GET {label}: {measure(pid, get, args.count)}", flush=True)
+            if not args.puts_only:
+                print(f"GET {label}: {measure(pid, get, args.count)}", flush=True)
             if args.unsigned:
                 import minio.api
 
