@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+from bench.system import LATENCY_PHASES
+
 CONTENDERS = (
     ("limit_img_s", None, "limit (pipeline in-process)"),
     ("libvips_img_s", None, "libvips (pyvips)"),
@@ -106,6 +108,8 @@ def table(results: dict) -> str:
             f"| {_num(s['system_vs_celery'], 2)} | {_num(s['worker_peak_rss_mb'], 0)} |"
         )
     tables = [machine_line(results["machine"]), "\n".join(lines), aspect_table(results)]
+    if latency_table(results):
+        tables.append(latency_table(results))
     if results.get("thumbor"):
         tables.append(thumbor_table(results["thumbor"]))
     return "\n\n".join(tables)
@@ -144,6 +148,31 @@ def thumbor_table(figures: dict) -> str:
         "the system's CPU ms per image: "
         + ", ".join(f"{process} {ms:.1f}" for process, ms in figures["system_cpu_ms_per_image"].items()),
     ]
+    return "\n".join(lines)
+
+
+def latency_table(results: dict) -> str:
+    """The system's p50 for one job at a time, with the most workers, and the p50 of each phase of
+    it; "" for results without the split (older bench.json)."""
+    by_workers = results.get("details", {}).get("system", {})
+    if not by_workers:
+        return ""
+    most = max(by_workers, key=int)
+    rows = [
+        (label, run["extra"]["one_at_a_time_p50_ms"])
+        for label, run in by_workers[most].items()
+        if "one_at_a_time_p50_ms" in run.get("extra", {})
+    ]
+    if not rows:
+        return ""
+    lines = [
+        f"| one job at a time, {most} workers: p50 ms | upload → completion seen | upload (→ 202) "
+        "| queued (accepted → started) | processing (started → finished) | finished → seen by the client |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, phases in rows:
+        cells = [_num(phases[phase], 1) for phase in LATENCY_PHASES]
+        lines.append(f"| {label} MP | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

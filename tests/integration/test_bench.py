@@ -46,6 +46,13 @@ def test_bench_quick_writes_every_figure_per_size(quick_run) -> None:
     for name in ("system_img_s", "celery_img_s"):
         assert set(figures[name]) == {"1", "2"}
         assert all(isinstance(value, float) and value > 0 for value in figures[name].values())
+    for run in results["details"]["system"].values():
+        (one_size,) = run.values()
+        phases = one_size["extra"]["one_at_a_time_p50_ms"]
+        # The p50 is of the same jobs as the split's latency; every phase took some time and less than it.
+        assert phases["latency"] == pytest.approx(one_size["p50_ms"], rel=1e-2)
+        for phase in ("upload", "queue_wait", "processing", "detection_lag"):
+            assert 0 <= phases[phase] < phases["latency"], (phase, phases)
 
 
 def test_bench_quick_ratios_follow_from_the_figures(quick_run) -> None:
@@ -122,6 +129,7 @@ def test_bench_quick_writes_the_table_and_a_chart(quick_run) -> None:
     assert table.startswith(f"Machine: {results['machine']['cpus']} CPUs, {results['machine']['cpu']}")
     assert "\n| size |" in table and f"{next(iter(results['sizes']))} MP" in table
     assert "| pipeline ÷ libvips" in table and "| 3:2 |" in table and "| thumbor |" in table
+    assert "| one job at a time, 2 workers: p50 ms |" in table
     assert "px, fit 512 (thumbor's workload) |" in table
     with Image.open(out / "bench.png") as chart:
         assert chart.format == "PNG" and chart.width > 400 and chart.height > 300
