@@ -176,6 +176,18 @@ def test_message_cost_meters_the_broker_and_the_client_per_size_and_queue_type()
         assert all(value >= 0 for value in figures.values())
 
 
+def test_wakeup_times_a_round_trip_after_each_idle_gap() -> None:
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench.wakeup", "--count", "3"], cwd=PROJECT_DIR, capture_output=True, text=True,
+        timeout=60,
+    )
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    figures = json.loads(finished.stdout.splitlines()[-1])["round_trip_us_by_idle_ms"]
+    assert list(figures) == ["0", "1", "10", "40", "200"]
+    for figure in figures.values():
+        assert 0 < figure["p50_us"] <= figure["max_us"]
+
+
 def test_storage_cost_profiles_the_store_it_meters() -> None:
     finished = subprocess.run(
         [sys.executable, "-m", "bench.storage_cost", "--count", "40", "--size", "600 KB", "--profile", "--top", "3"],
