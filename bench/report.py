@@ -107,12 +107,10 @@ def table(results: dict) -> str:
             f"| {_num(s['pipeline_vs_libvips'], 2)} | {_num(s['system_vs_limit'], 2)} "
             f"| {_num(s['system_vs_celery'], 2)} | {_num(s['worker_peak_rss_mb'], 0)} |"
         )
-    tables = [machine_line(results["machine"]), "\n".join(lines), aspect_table(results)]
-    if latency_table(results):
-        tables.append(latency_table(results))
+    tables = [machine_line(results["machine"]), "\n".join(lines), aspect_table(results), latency_table(results)]
     if results.get("thumbor"):
         tables.append(thumbor_table(results["thumbor"]))
-    return "\n\n".join(tables)
+    return "\n\n".join(table for table in tables if table)
 
 
 def machine_line(machine: dict) -> str:
